@@ -1,0 +1,202 @@
+"""Structured config schemas and the validation that runs before any training.
+
+Hydra merges every YAML file of ``conf/`` onto a dataclass schema registered here, so a
+value of the wrong type (``optimizer.lr=abc``) fails at composition. Value ranges and
+names are checked by :func:`validate_config`, which raises :class:`ConfigError` with a
+one-line message that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu", "elu", "silu")
+DATASETS = ("digits",)
+MODELS = ("mlp",)
+OPTIMIZERS = ("adam", "sgd")
+CONTROLS = ("reinit",)
+LOGGER_MODES = ("online", "offline", "disabled")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value, with a message that names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    batch_size: int = 60
+    train_size: int = 1100
+    val_size: int = 300
+    # Seed of the train/validation/test split. It is separate from the run's seed, so
+    # every run of a sweep trains and tests on the same examples.
+    split_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [300, 100])
+    activation: str = "relu"
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1.2e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class PruningConfig:
+    rate: float = 0.2
+    # Rate of the output layer; null means half of ``rate``.
+    output_rate: Optional[float] = None
+    rounds: int = 10
+    prune_bias: bool = False
+    # One control name, a list of names, or null for none.
+    control: Any = None
+    win_tolerance: float = 0.005
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 25
+    accelerator: str = "auto"
+    devices: Any = 1
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = False
+    deterministic: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    # online, offline, disabled; null picks online when W&B credentials exist, else offline.
+    mode: Optional[str] = None
+    project: str = "lt-sweeps"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentConfig:
+    # Each group is typed by its own schema, chosen in the group's YAML file, so that
+    # models and data sets with different keys can share one top level.
+    data: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    pruning: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore under the names ``conf/`` uses."""
+    store = ConfigStore.instance()
+    store.store(name="experiment_schema", node=ExperimentConfig)
+    store.store(group="data", name="data_schema", node=DataConfig)
+    store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
+    store.store(group="pruning", name="pruning_schema", node=PruningConfig)
+    store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    store.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def control_names(control: Any) -> list[str]:
+    """Return ``pruning.control`` as a list of names: null, one name or a list."""
+    if control is None:
+        return []
+    if isinstance(control, str):
+        return [] if control.lower() in ("", "none", "null") else [control]
+    if isinstance(control, (list, tuple, ListConfig)):
+        return [str(name) for name in control]
+    raise ConfigError(
+        f"pruning.control={control!r} is invalid: use a name or a list of names from {CONTROLS}"
+    )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(
+        value in allowed,
+        f"{key}={value!r} is invalid: allowed values are {', '.join(allowed)}",
+    )
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first value that is out of range or unknown.
+
+    Runs before any data is loaded or any W&B run is created, so a bad value costs
+    seconds and leaves no run behind.
+    """
+    _check_choice("data", cfg.data.name, DATASETS)
+    _require(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size} is invalid: use 1 or more")
+    _require(cfg.data.train_size >= 1, f"data.train_size={cfg.data.train_size} is invalid: use 1 or more")
+    _require(cfg.data.val_size >= 1, f"data.val_size={cfg.data.val_size} is invalid: use 1 or more")
+
+    _check_choice("model", cfg.model.name, MODELS)
+    hidden = list(cfg.model.hidden)
+    _require(
+        len(hidden) > 0,
+        "model.hidden=[] is invalid: give at least one hidden layer, for example model.hidden=[300,100]",
+    )
+    _require(
+        all(units >= 1 for units in hidden),
+        f"model.hidden={hidden} is invalid: every layer needs 1 or more units",
+    )
+    _check_choice("model.activation", cfg.model.activation, ACTIVATIONS)
+
+    _check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    _require(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} is invalid: use a value above 0, for example 1.2e-3")
+    _require(
+        0 <= cfg.optimizer.momentum < 1,
+        f"optimizer.momentum={cfg.optimizer.momentum} is invalid: use a value in [0, 1)",
+    )
+    _require(
+        cfg.optimizer.weight_decay >= 0,
+        f"optimizer.weight_decay={cfg.optimizer.weight_decay} is invalid: use 0 or more",
+    )
+
+    pruning = cfg.pruning
+    _require(
+        0 < pruning.rate < 1,
+        f"pruning.rate={pruning.rate} is invalid: use a fraction in (0, 1), for example pruning.rate=0.2",
+    )
+    if pruning.output_rate is not None:
+        _require(
+            0 <= pruning.output_rate < 1,
+            f"pruning.output_rate={pruning.output_rate} is invalid: use a fraction in [0, 1), or null for half of pruning.rate",
+        )
+    _require(pruning.rounds >= 1, f"pruning.rounds={pruning.rounds} is invalid: use 1 or more (round 0 is dense)")
+    _require(
+        0 <= pruning.win_tolerance < 1,
+        f"pruning.win_tolerance={pruning.win_tolerance} is invalid: use an accuracy difference in [0, 1)",
+    )
+    for name in control_names(pruning.control):
+        _check_choice("pruning.control", name, CONTROLS)
+
+    _require(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs} is invalid: use 1 or more")
+    _require(
+        cfg.trainer.log_every_n_steps >= 1,
+        f"trainer.log_every_n_steps={cfg.trainer.log_every_n_steps} is invalid: use 1 or more",
+    )
+    if cfg.logger.mode is not None:
+        _check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+
+
+def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:
+    """Return the resolved config as nested plain dicts and lists, as W&B stores it."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
