@@ -1,0 +1,90 @@
+"""Command-line entry for ``train.py``: turns bad input into one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from lt_sweeps.config import ConfigError, validate_config
+
+log = logging.getLogger(__name__)
+
+USAGE_ERROR_EXIT_CODE = 2
+
+
+def run_job(cfg: DictConfig) -> float:
+    """Validate ``cfg``, run one IMP experiment and return the last round's test accuracy.
+
+    Values are validated and the data is loaded before the W&B run starts. In a single
+    run an invalid value exits with code 2 and one line on stderr. In a
+    multirun the error is raised, so Hydra records the job as failed and goes on with
+    the next one.
+    """
+    from lt_sweeps.imp import LotteryExperiment
+
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate_config(cfg)
+        experiment = LotteryExperiment(cfg, output_dir)
+    except ConfigError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR_EXIT_CODE) from None
+
+    results = experiment.run()
+    log.info("results in %s", output_dir)
+    return results[-1].test_acc
+
+
+def describe_error(error: BaseException) -> str:
+    """Return a one-line description of a configuration error from Hydra or this project."""
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        options = [name for name in error.options if not name.endswith("_schema")]
+        return f"{group}={option} is invalid: allowed values are {', '.join(options)}"
+
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse override {error.override!r}: {error.message.splitlines()[0]}"
+
+    cause = error.__cause__ if error.__cause__ is not None else error
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
+        return f"unknown config key {cause.full_key}: check its spelling, `python train.py --cfg job` lists every key"
+    if isinstance(cause, ValidationError) and cause.full_key:
+        return f"{cause.full_key} is invalid: {cause.msg.splitlines()[0]}"
+
+    # The first line of Hydra's own message names the problem (an unparsable override,
+    # an unknown group); later lines only repeat it.
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first_line
+
+
+def main(hydra_entry: Callable[[], object]) -> int:
+    """Call a ``@hydra.main`` function and return the process exit code.
+
+    Bad input (an unknown config group option, a value of the wrong type, a value out of
+    range) prints one line to stderr and returns 2. HYDRA_FULL_ERROR=1 set by the user
+    shows Hydra's full report instead.
+    """
+    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+    # With HYDRA_FULL_ERROR set, Hydra re-raises errors instead of printing a report
+    # and exiting, so they can be shortened here.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_entry()
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:
+        if user_wants_traceback:
+            raise
+        print(f"error: {describe_error(error)}", file=sys.stderr)
+        return USAGE_ERROR_EXIT_CODE
+    return 0

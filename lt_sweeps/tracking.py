@@ -1,0 +1,149 @@
+"""Every call into Weights & Biases (W&B) that the experiment makes.
+
+With ``logger.mode=disabled`` wandb returns a run whose methods do nothing, so callers
+never branch on the mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import netrc
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import wandb
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import WandbLogger
+
+from lt_sweeps.config import to_plain_dict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+# wandb still accepts these older names for WANDB_MODE.
+MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+
+
+def has_credentials() -> bool:
+    """Return whether W&B credentials exist, without prompting or using the network.
+
+    Looks where ``wandb login`` stores them: WANDB_API_KEY, WANDB_IDENTITY_TOKEN_FILE,
+    or a netrc entry for the host of WANDB_BASE_URL.
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)).hostname
+    netrc_path = os.environ.get("NETRC", str(Path.home() / ".netrc"))
+    try:
+        entry = netrc.netrc(netrc_path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return entry is not None and bool(entry[2])
+
+
+def resolve_mode(mode: str | None) -> str:
+    """Return the W&B mode to use: ``logger.mode``, else WANDB_MODE, else by credentials."""
+    if mode is not None:
+        return mode
+
+    from_environment = os.environ.get("WANDB_MODE")
+    if from_environment:
+        return MODE_ALIASES.get(from_environment, from_environment)
+
+    return "online" if has_credentials() else "offline"
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """Return a short SHA-256 digest of the resolved config, without the logger group.
+
+    Two runs with the same digest trained the same experiment; where they were logged
+    does not count.
+    """
+    plain = to_plain_dict(cfg)
+    plain.pop("logger", None)
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def start_run(cfg: DictConfig, run_dir: Path) -> Any:
+    """Start the experiment's W&B run in ``run_dir`` with the resolved config.
+
+    Step-level keys chart against ``trainer/global_step`` and round-level keys against
+    ``round``.
+    """
+    mode = resolve_mode(cfg.logger.mode)
+    run = wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=cfg.logger.group,
+        name=cfg.logger.name,
+        tags=list(cfg.logger.tags),
+        config=to_plain_dict(cfg),
+        dir=str(run_dir),
+        mode=mode,
+    )
+    log.info("W&B run %s started in %s mode", run.id, mode)
+
+    run.define_metric("trainer/global_step")
+    run.define_metric("train/*", step_metric="trainer/global_step")
+    run.define_metric("val/*", step_metric="trainer/global_step")
+    run.define_metric("round")
+    for pattern in ("ticket/*", "sparsity/*", "control/*"):
+        run.define_metric(pattern, step_metric="round")
+    return run
+
+
+def finish_run(run: Any, exit_code: int) -> None:
+    """Finish the run; for an offline run, log its folder and the command that uploads it."""
+    offline = run.settings.mode == "offline"
+    sync_dir = run.settings.sync_dir
+    run.finish(exit_code=exit_code)
+
+    if offline:
+        log.info("W&B run saved offline in %s", sync_dir)
+        log.info("upload it with: wandb sync %s", sync_dir)
+
+
+class RoundStepLogger(WandbLogger):
+    """Lightning logger that writes to an existing W&B run across several ``fit`` calls.
+
+    Each round has a fresh Trainer whose ``global_step`` starts at 0, so the logger adds
+    ``step_offset``, the steps of earlier rounds, to keep ``trainer/global_step``
+    increasing for the whole experiment. Lightning's own ``epoch`` key is dropped, so
+    the run contains only the project's metric keys.
+    """
+
+    def __init__(self, run: Any) -> None:
+        super().__init__(experiment=run)
+        self.step_offset = 0
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        values = {key: value for key, value in metrics.items() if key != "epoch"}
+        if not values:
+            return
+        self.experiment.log({**values, "trainer/global_step": self.step_offset + (step or 0)})
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        # The run already has the resolved Hydra config from wandb.init.
+        return
+
+
+def log_round(run: Any, values: Mapping[str, Any]) -> None:
+    """Log one history row of round-level values."""
+    run.log(dict(values))
+
+
+def log_file_artifact(
+    run: Any, path: Path, name: str, kind: str, aliases: list[str], metadata: dict, entry_name: str
+) -> None:
+    """Log ``path`` as ``entry_name`` in a new version of the artifact ``name`` of type ``kind``."""
+    artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+    artifact.add_file(str(path), name=entry_name)
+    run.log_artifact(artifact, aliases=aliases)
