@@ -1,0 +1,134 @@
+"""Config composition, validation and the one-line errors of train.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lt_sweeps.config import ConfigError, control_names, validate_config
+from lt_sweeps.tracking import config_digest, resolve_mode
+
+from conftest import compose_config, run_train
+
+
+def test_defaults_compose_and_validate() -> None:
+    cfg = compose_config()
+    validate_config(cfg)
+
+    assert cfg.model.hidden == [300, 100]
+    assert cfg.optimizer.lr == 1.2e-3
+    assert cfg.data.batch_size == 60
+    assert cfg.pruning.rate == 0.2
+
+
+def test_default_rounds_reach_fifteen_percent() -> None:
+    cfg = compose_config()
+
+    assert (1 - cfg.pruning.rate) ** (cfg.pruning.rounds - 1) <= 0.15
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("pruning.rate=1.0", "pruning.rate=1.0 is invalid"),
+        ("pruning.rate=0", "pruning.rate=0.0 is invalid"),
+        ("pruning.rate=-0.2", "pruning.rate=-0.2 is invalid"),
+        ("pruning.output_rate=1.5", "pruning.output_rate=1.5 is invalid"),
+        ("pruning.rounds=0", "pruning.rounds=0 is invalid"),
+        ("optimizer.lr=0", "optimizer.lr=0.0 is invalid"),
+        ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is invalid"),
+        ("model.hidden=[]", "model.hidden=[] is invalid"),
+        ("model.hidden=[300,0]", "model.hidden=[300, 0] is invalid"),
+        ("model.activation=swish", "model.activation='swish' is invalid"),
+        ("pruning.control=bogus", "pruning.control='bogus' is invalid"),
+        ("logger.mode=cloud", "logger.mode='cloud' is invalid"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+        ("data.batch_size=0", "data.batch_size=0 is invalid"),
+    ],
+)
+def test_invalid_value_rejected(override: str, message: str) -> None:
+    cfg = compose_config(override)
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config(cfg)
+
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [(None, []), ("none", []), ("reinit", ["reinit"]), (["reinit"], ["reinit"])],
+)
+def test_control_names(value, names: list[str]) -> None:
+    assert control_names(value) == names
+
+
+def test_digest_ignores_logger() -> None:
+    first = compose_config("logger.name=a")
+    second = compose_config("logger.name=b", "logger.mode=disabled")
+
+    assert config_digest(first) == config_digest(second)
+
+
+def test_digest_changes_with_rate() -> None:
+    assert config_digest(compose_config("pruning.rate=0.3")) != config_digest(compose_config())
+
+
+def test_mode_offline_without_credentials() -> None:
+    assert resolve_mode(None) == "offline"
+
+
+def test_mode_online_with_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+
+    assert resolve_mode(None) == "online"
+
+
+def test_mode_online_with_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+
+    assert resolve_mode(None) == "online"
+
+
+def test_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+
+    assert resolve_mode(None) == "offline"
+
+
+def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+
+    assert resolve_mode("disabled") == "disabled"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("pruning.rate=1.0", "error: pruning.rate=1.0 is invalid: use a fraction in (0, 1)"),
+        ("data=imagenet", "error: data=imagenet is invalid: allowed values are digits"),
+        ("model=resnet9", "error: model=resnet9 is invalid: allowed values are mlp"),
+        ("optimizer.lr=abc", "error: optimizer.lr is invalid"),
+        ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
+        ("data.train_size=1700", "error: data.train_size + data.val_size = 2000 leaves no test examples"),
+    ],
+)
+def test_bad_input_one_line_exit(tmp_path: Path, override: str, message: str) -> None:
+    run_dir = tmp_path / "run"
+    started = time.monotonic()
+    process = run_train(run_dir, override, "logger.mode=offline")
+    elapsed = time.monotonic() - started
+
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [process.stderr.strip()]
+    assert process.stderr.startswith(message), process.stderr
+    assert "Traceback" not in process.stdout + process.stderr
+    assert not (run_dir / "wandb").exists()
+    assert elapsed < 60
