@@ -29,12 +29,10 @@ def run_job(cfg: DictConfig) -> float:
     multirun the error is raised, so Hydra records the job as failed and goes on with
     the next one.
     """
-    from lt_sweeps.imp import LotteryExperiment
-
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate_config(cfg)
-        experiment = LotteryExperiment(cfg, output_dir)
+        experiment = prepare_experiment(cfg, output_dir)
     except ConfigError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
@@ -44,6 +42,16 @@ def run_job(cfg: DictConfig) -> float:
     results = experiment.run()
     log.info("results in %s", output_dir)
     return results[-1].test_acc
+
+
+def prepare_experiment(cfg: DictConfig, output_dir: Path):
+    """Check W&B credentials, load the data and build the network, before any W&B run starts."""
+    # Imported here so that invalid values are reported before torch and wandb load.
+    from lt_sweeps.imp import LotteryExperiment
+    from lt_sweeps.tracking import check_online_credentials
+
+    check_online_credentials(cfg.logger.mode)
+    return LotteryExperiment(cfg, output_dir)
 
 
 def describe_error(error: BaseException) -> str:

@@ -84,6 +84,8 @@ class LoggerConfig:
     group: Optional[str] = None
     name: Optional[str] = None
     tags: list[str] = field(default_factory=list)
+    # Seconds that wandb.init waits for the W&B server before falling back to offline.
+    init_timeout: float = 90.0
 
 
 @dataclass
@@ -192,6 +194,10 @@ def validate_config(cfg: DictConfig) -> None:
     _require(
         cfg.trainer.log_every_n_steps >= 1,
         f"trainer.log_every_n_steps={cfg.trainer.log_every_n_steps} is invalid: use 1 or more",
+    )
+    _require(
+        cfg.logger.init_timeout > 0,
+        f"logger.init_timeout={cfg.logger.init_timeout} is invalid: use a number of seconds above 0",
     )
     if cfg.logger.mode is not None:
         _check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)

@@ -20,7 +20,7 @@ import wandb
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import WandbLogger
 
-from lt_sweeps.config import to_plain_dict
+from lt_sweeps.config import ConfigError, to_plain_dict
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,18 @@ def resolve_mode(mode: str | None) -> str:
     return "online" if has_credentials() else "offline"
 
 
+def check_online_credentials(mode: str | None) -> None:
+    """Raise ConfigError when online mode is requested on a machine without W&B credentials.
+
+    Without this check wandb.init would prompt for an API key on a terminal.
+    """
+    if resolve_mode(mode) == "online" and not has_credentials():
+        raise ConfigError(
+            "logger.mode=online needs W&B credentials: run `wandb login` or set WANDB_API_KEY, "
+            "or use logger.mode=offline"
+        )
+
+
 def config_digest(cfg: DictConfig) -> str:
     """Return a short SHA-256 digest of the resolved config, without the logger group.
 
@@ -75,11 +87,14 @@ def config_digest(cfg: DictConfig) -> str:
 def start_run(cfg: DictConfig, run_dir: Path) -> Any:
     """Start the experiment's W&B run in ``run_dir`` with the resolved config.
 
+    When online mode cannot reach the server within ``logger.init_timeout`` seconds,
+    the run falls back to offline mode with a warning, so no result is lost.
+
     Step-level keys chart against ``trainer/global_step`` and round-level keys against
     ``round``.
     """
     mode = resolve_mode(cfg.logger.mode)
-    run = wandb.init(
+    init_arguments = dict(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.logger.group,
@@ -87,8 +102,18 @@ def start_run(cfg: DictConfig, run_dir: Path) -> Any:
         tags=list(cfg.logger.tags),
         config=to_plain_dict(cfg),
         dir=str(run_dir),
-        mode=mode,
+        settings=wandb.Settings(init_timeout=cfg.logger.init_timeout),
     )
+    try:
+        run = wandb.init(mode=mode, **init_arguments)
+    except wandb.errors.CommError as error:
+        if mode != "online":
+            raise
+        # Results matter more than live charts: keep the run on disk for `wandb sync`.
+        first_line = str(error).splitlines()[0]
+        log.warning("W&B server not reachable (%s): logging offline instead", first_line)
+        mode = "offline"
+        run = wandb.init(mode=mode, **init_arguments)
     log.info("W&B run %s started in %s mode", run.id, mode)
 
     run.define_metric("trainer/global_step")

@@ -118,12 +118,13 @@ def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("optimizer.lr=abc", "error: optimizer.lr is invalid"),
         ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
         ("data.train_size=1700", "error: data.train_size + data.val_size = 2000 leaves no test examples"),
+        ("logger.mode=online", "error: logger.mode=online needs W&B credentials"),
     ],
 )
 def test_bad_input_one_line_exit(tmp_path: Path, override: str, message: str) -> None:
     run_dir = tmp_path / "run"
     started = time.monotonic()
-    process = run_train(run_dir, override, "logger.mode=offline")
+    process = run_train(run_dir, "logger.mode=offline", override)
     elapsed = time.monotonic() - started
 
     assert process.returncode == 2
@@ -132,3 +133,18 @@ def test_bad_input_one_line_exit(tmp_path: Path, override: str, message: str) ->
     assert "Traceback" not in process.stdout + process.stderr
     assert not (run_dir / "wandb").exists()
     assert elapsed < 60
+
+
+@pytest.mark.slow
+def test_unreachable_server_falls_back_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Port 9 (discard) on loopback: nothing listens, so every connection is refused.
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    run_dir = tmp_path / "run"
+    process = run_train(
+        run_dir, "logger.mode=online", "logger.init_timeout=2", "pruning.rounds=1", "trainer.max_epochs=1", "model.hidden=[16]"
+    )
+
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "logging offline instead" in process.stdout
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
