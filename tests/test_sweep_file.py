@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,42 @@ def test_hyperband_stops_trailing_run(running_history: list[float], stopped: lis
         SweepRun(name="c", state=RunState.running, history=rows(running_history)),
     ]
     assert [run.name for run in stop_runs(HYPERBAND_SWEEP, runs)] == stopped
+
+
+def round_records(values: list[float]) -> list[dict]:
+    return [
+        {
+            "round": index,
+            "remaining": 0.8**index,
+            "layer_sparsity": {},
+            "test_acc": value,
+            "best_val_acc": value,
+            "early_stop_step": 1,
+            "steps": 2,
+            "controls": {},
+        }
+        for index, value in enumerate(values)
+    ]
+
+
+def test_runner_asks_trailing_trial_to_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lt_sweeps.sweeps.runner import LocalSweep, RunningTrial, Trial, read_trial_results
+    from lt_sweeps.sweeps.trial import STOP_FILE_NAME
+
+    monkeypatch.chdir(ROOT)
+    sweep = LocalSweep(ROOT / "sweeps" / "hyperband_rounds.yaml", tmp_path / "sweep", [])
+    for number, values in enumerate([[0.5, 0.6, 0.7, 0.8], [0.55, 0.65, 0.7, 0.75], [0.2, 0.3]], start=1):
+        directory = tmp_path / f"trial-{number}"
+        directory.mkdir()
+        (directory / "rounds.json").write_text(json.dumps(round_records(values)))
+        trial = Trial(number=number, run_id=f"run{number}", parameters={"pruning.rate": 0.2}, directory=str(directory))
+        if number < 3:
+            trial.state = "finished"
+            trial.history, trial.summary = read_trial_results(directory)
+        sweep.trials.append(trial)
+
+    running = RunningTrial(sweep.trials[2], process=None, slot=0, started=0.0)
+    sweep._stop_trials_hyperband_rejects([running])
+
+    assert (tmp_path / "trial-3" / STOP_FILE_NAME).exists()
+    assert not (tmp_path / "trial-1" / STOP_FILE_NAME).exists()

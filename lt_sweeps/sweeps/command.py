@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from lt_sweeps.config import ConfigError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SWEEPS_DIR = Path("outputs") / "sweeps"
 

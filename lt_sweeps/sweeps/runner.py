@@ -290,7 +290,7 @@ class LocalSweep:
         state = json.loads(self.state_path.read_text())
         if state["sweep_file_text"] != self.sweep_text or state["overrides"] != self.overrides:
             raise ConfigError(
-                f"{self.sweep_dir} holds a sweep with another sweep file or other overrides: "
+                f"{self.sweep_dir} contains a sweep with another sweep file or other overrides: "
                 "pass --dir with a new folder to start a new sweep"
             )
 

@@ -21,6 +21,8 @@ LOCAL_SWEEP_ID_VARIABLE = "LT_SWEEP_LOCAL_ID"
 
 # A file with this name in a run's output directory asks the run to stop after its
 # current round; the local runner writes it when hyperband stops a trial.
+# NOTE: wandb agent stops a run with SIGTERM instead, which Lightning turns into an
+# error inside the current round, so that run ends as failed after its logged rounds.
 STOP_FILE_NAME = "STOP"
 
 NO_VALUE = object()
