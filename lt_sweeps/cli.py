@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from lt_sweeps.config import ConfigError, validate_config
+from lt_sweeps.sweeps import trial as sweep_trial
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ def run_job(cfg: DictConfig) -> float:
     """
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        parameters = sweep_trial.sweep_parameters()
+        if parameters is not None:
+            sweep_trial.check_parameters_reached_hydra(cfg, parameters, dict(HydraConfig.get().runtime.choices))
         validate_config(cfg)
         experiment = prepare_experiment(cfg, output_dir)
     except ConfigError as error:
@@ -89,6 +93,9 @@ def main(hydra_entry: Callable[[], object]) -> int:
     # and exiting, so they can be shortened here.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        parameters = sweep_trial.sweep_parameters()
+        if parameters is not None:
+            sys.argv = sweep_trial.null_text_to_null(sys.argv, parameters)
         hydra_entry()
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
         if user_wants_traceback:

@@ -43,6 +43,7 @@ from lt_sweeps.models import build_model
 from lt_sweeps.module import LotteryModule, evaluate_accuracy
 from lt_sweeps.pruning import MaskCallback
 from lt_sweeps.storage import save_json, save_tensors
+from lt_sweeps.sweeps.trial import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ class LotteryExperiment:
         try:
             self._save_init_weights(run)
             for round_index in range(self.cfg.pruning.rounds):
+                if round_index > 0 and stop_requested(self.output_dir):
+                    log.info("stopped after round %d: a sweep asked this run to stop", round_index - 1)
+                    break
                 self._run_round(round_index, run, logger)
             self._write_summary(run)
         except BaseException:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import WandbLogger
 
 from lt_sweeps.config import ConfigError, to_plain_dict
+from lt_sweeps.sweeps import trial as sweep_trial
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,13 @@ def start_run(cfg: DictConfig, run_dir: Path) -> Any:
     ``round``.
     """
     mode = resolve_mode(cfg.logger.mode)
+
+    # In a W&B sweep the agent sets the project and entity, and wandb warns about others.
+    in_wandb_sweep = bool(os.environ.get("WANDB_SWEEP_ID"))
     init_arguments = dict(
-        project=cfg.logger.project,
-        entity=cfg.logger.entity,
-        group=cfg.logger.group,
+        project=None if in_wandb_sweep else cfg.logger.project,
+        entity=None if in_wandb_sweep else cfg.logger.entity,
+        group=cfg.logger.group or sweep_trial.default_group(),
         name=cfg.logger.name,
         tags=list(cfg.logger.tags),
         config=to_plain_dict(cfg),

@@ -1,0 +1,1 @@
+"""W&B sweeps of lottery-ticket runs: sweep files, the agent's command line, the local runner."""
