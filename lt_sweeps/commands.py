@@ -15,7 +15,10 @@ from lt_sweeps.config import ConfigError
 
 USAGE_ERROR_EXIT_CODE = 2
 
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = [
+    "lt_sweeps.mask_analysis",
+    "lt_sweeps.report",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
