@@ -24,7 +24,7 @@ class RoundProgress:
         """Open the bar for ``rounds`` rounds; ``enabled=None`` decides from stderr and the log level."""
         if enabled is None:
             enabled = sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
-        self.bar = tqdm(total=rounds, desc="IMP", unit="round", position=1, leave=True) if enabled else None
+        self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, dynamic_ncols=True) if enabled else None
 
     def update(self, result: Any) -> None:
         """Advance the bar by one finished round and show its remaining weights and test accuracy."""

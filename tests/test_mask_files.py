@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import compose_config, read_wandb_records, records_of_type
 from lt_sweeps import commands, lineage
 from lt_sweeps.config import ConfigError
 from lt_sweeps.imp import LotteryExperiment
@@ -196,3 +196,20 @@ def test_progress_bar_shows_round_state(capsys: pytest.CaptureFixture) -> None:
 
     assert "1/3" in error
     assert "51.2% remaining, test acc 96.12%" in error
+
+
+def test_masks_command_logs_table_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_tensors(tmp_path / "a.safetensors", random_masks(0))
+    save_tensors(tmp_path / "b.safetensors", random_masks(1))
+
+    exit_code = commands.main(["masks", "a.safetensors", "b.safetensors", "--log"])
+    records = read_wandb_records(next((tmp_path / "wandb").glob("offline-run-*")))
+    history = [record["item"] for record in records_of_type(records, "history")]
+    summary: dict = {}
+    for update in records_of_type(records, "summary"):
+        summary.update(update.get("update", {}))
+
+    assert exit_code == 0
+    assert history[0]["masks/jaccard._type"] == "table-file"
+    assert 0 < summary["masks/jaccard_all"] < 1
