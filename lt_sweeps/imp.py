@@ -9,6 +9,7 @@ Everything a run writes lives in its output directory::
     init-weights.safetensors   the rewind point
     masks/round-<k>.safetensors
     rounds.json                one record per finished round
+    ticket.safetensors         the last round's ticket (lt_sweeps.lineage.load_ticket)
     wandb/                     the W&B run
 """
 
