@@ -15,7 +15,11 @@ from lt_sweeps.config import ConfigError
 
 USAGE_ERROR_EXIT_CODE = 2
 
-SUBCOMMAND_MODULES: list[str] = ["lt_sweeps.sweeps.command"]
+SUBCOMMAND_MODULES: list[str] = [
+    "lt_sweeps.sweeps.command",
+    "lt_sweeps.mask_analysis",
+    "lt_sweeps.report",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,6 +63,8 @@ class PruningConfig:
     # One control name, a list of names, or null for none.
     control: Any = None
     win_tolerance: float = 0.005
+    # Mask that round 0 starts from: a safetensors file or a mask artifact <name>:<alias>.
+    mask_artifact: Optional[str] = None
 
 
 @dataclass

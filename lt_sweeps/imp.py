@@ -9,6 +9,7 @@ Everything a run writes lives in its output directory::
     init-weights.safetensors   the rewind point
     masks/round-<k>.safetensors
     rounds.json                one record per finished round
+    ticket.safetensors         the last round's ticket (lt_sweeps.lineage.load_ticket)
     wandb/                     the W&B run
 """
 
@@ -26,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from lt_sweeps import tracking
+from lt_sweeps import charts, lineage, tracking
 from lt_sweeps.config import control_names
 from lt_sweeps.data import InMemoryDataModule, build_datamodule
 from lt_sweeps.masks import (
@@ -41,6 +42,7 @@ from lt_sweeps.masks import (
 )
 from lt_sweeps.models import build_model
 from lt_sweeps.module import LotteryModule, evaluate_accuracy
+from lt_sweeps.progress import RoundProgress
 from lt_sweeps.pruning import MaskCallback
 from lt_sweeps.storage import save_json, save_tensors
 from lt_sweeps.sweeps.trial import stop_requested
@@ -131,6 +133,11 @@ class LotteryExperiment:
         self.parameters = prunable_parameters(self.model, cfg.pruning.prune_bias)
         self.init_state = clone_state(self.model)
         self.masks: Masks = full_masks(self.parameters)
+        self.mask_source = lineage.load_start_masks(cfg, self.parameters, tracking.resolve_mode(cfg.logger.mode), output_dir)
+        if self.mask_source is not None:
+            self.masks = self.mask_source.masks
+        self.charts = charts.RunCharts(self.model)
+        self.callbacks.append(self.charts)
 
         output_rate = cfg.pruning.output_rate
         if output_rate is None:
@@ -146,12 +153,18 @@ class LotteryExperiment:
         run = tracking.start_run(self.cfg, self.output_dir)
         logger = tracking.RoundStepLogger(run)
         try:
+            lineage.declare_use(run, self.mask_source)
             self._save_init_weights(run)
+            progress = RoundProgress(self.cfg.pruning.rounds)
             for round_index in range(self.cfg.pruning.rounds):
                 if round_index > 0 and stop_requested(self.output_dir):
                     log.info("stopped after round %d: a sweep asked this run to stop", round_index - 1)
                     break
                 self._run_round(round_index, run, logger)
+                progress.update(self.results[-1])
+            progress.close()
+            self.charts.log_run(run, self.results, logger.step_offset)
+            self._save_ticket(run)
             self._write_summary(run)
         except BaseException:
             tracking.finish_run(run, exit_code=1)
@@ -183,6 +196,7 @@ class LotteryExperiment:
 
         tracking.log_round(run, {**result.metrics(), "trainer/global_step": logger.step_offset})
         self._save_mask(run, result)
+        self.charts.log_round(run, self.masks, logger.step_offset)
         save_json(self.output_dir / "rounds.json", [asdict(item) for item in self.results])
         log.info(
             "round %d/%d: %.1f%% of weights remaining, test acc %.2f%% (best val acc %.2f%% at step %d)",
@@ -258,9 +272,19 @@ class LotteryExperiment:
             "remaining": result.remaining,
             "layer_sparsity": result.layer_sparsity,
             "config_digest": tracking.config_digest(self.cfg),
+            "data": self.cfg.data.name,
+            "model": self.cfg.model.name,
         }
         tracking.log_file_artifact(
             run, path, f"mask-{run.id}", "mask", [f"round-{result.round}"], metadata, "mask.safetensors"
+        )
+
+    def _save_ticket(self, run: Any) -> None:
+        trained = self.charts.best_state or clone_state(self.model)
+        input_shape = (self.datamodule.num_features, self.datamodule.num_classes)
+        digest = tracking.config_digest(self.cfg)
+        lineage.log_ticket(
+            run, self.cfg, self.output_dir, self.results[-1], trained, self.init_state, self.masks, input_shape, digest
         )
 
     def _write_summary(self, run: Any) -> None:

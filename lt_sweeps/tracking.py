@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import wandb
+import yaml
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import WandbLogger
 
@@ -29,6 +30,9 @@ DEFAULT_BASE_URL = "https://api.wandb.ai"
 
 # wandb still accepts these older names for WANDB_MODE.
 MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+
+# Path of the sweep file whose ``metric`` the run's summary follows, set by sweep runners.
+SWEEP_FILE_VARIABLE = "LT_SWEEPS_SWEEP_FILE"
 
 
 def has_credentials() -> bool:
@@ -126,7 +130,53 @@ def start_run(cfg: DictConfig, run_dir: Path) -> Any:
     run.define_metric("round")
     for pattern in ("ticket/*", "sparsity/*", "control/*"):
         run.define_metric(pattern, step_metric="round")
+    define_summaries(run, sweep_metric(run))
     return run
+
+
+def sweep_metric(run: Any) -> dict[str, str] | None:
+    """Return the ``metric`` section (name, goal) of the sweep that started ``run``, or None.
+
+    Reads the sweep file named by the LT_SWEEPS_SWEEP_FILE environment variable, else,
+    for an online run started by ``wandb agent``, the sweep's config on the W&B server.
+    """
+    sweep_file = os.environ.get(SWEEP_FILE_VARIABLE)
+    if sweep_file:
+        try:
+            metric = yaml.safe_load(Path(sweep_file).read_text(encoding="utf-8")).get("metric")
+        except (OSError, AttributeError, yaml.YAMLError) as error:
+            log.warning("cannot read the sweep metric from %s=%s: %s", SWEEP_FILE_VARIABLE, sweep_file, error)
+            return None
+        return metric if isinstance(metric, dict) and metric.get("name") else None
+
+    sweep_id = getattr(run, "sweep_id", None)
+    if not sweep_id or run.settings.mode != "online":
+        return None
+
+    # NOTE: needs a W&B server, so no test here runs this path.
+    try:
+        metric = wandb.Api().sweep(f"{run.entity}/{run.project}/{sweep_id}").config.get("metric")
+    except (wandb.errors.CommError, ValueError) as error:
+        log.warning("cannot read the metric of sweep %s: %s", sweep_id, error)
+        return None
+    return metric if isinstance(metric, dict) and metric.get("name") else None
+
+
+def define_summaries(run: Any, metric: dict[str, str] | None) -> None:
+    """Make the summaries of ``val/acc`` and ``train/loss`` their best values, and the sweep metric's best for its goal.
+
+    With a sweep ``metric`` of goal ``maximize`` its summary is the maximum over the
+    run's history; with ``minimize`` the minimum.
+    """
+    run.define_metric("val/acc", step_metric="trainer/global_step", summary="max")
+    run.define_metric("train/loss", step_metric="trainer/global_step", summary="min")
+    if metric is None:
+        return
+
+    goal = metric.get("goal", "minimize")
+    summary = "max" if goal == "maximize" else "min"
+    step_metric = "trainer/global_step" if metric["name"].startswith(("train/", "val/")) else "round"
+    run.define_metric(metric["name"], step_metric=step_metric, summary=summary)
 
 
 def finish_run(run: Any, exit_code: int) -> None:

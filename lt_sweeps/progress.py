@@ -1,0 +1,39 @@
+"""Round-level progress bar shown below Lightning's per-epoch bar.
+
+The bar reads "round k/N" with the weights remaining and the last test accuracy. It
+appears only when stderr is a terminal and the ``lt_sweeps`` logger shows INFO, so
+logs written to files or CI, and runs with logging raised to WARNING, keep only the
+per-round log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("lt_sweeps")
+
+
+class RoundProgress:
+    """A tqdm bar over the rounds of one experiment, or nothing when it would not be seen."""
+
+    def __init__(self, rounds: int, enabled: bool | None = None) -> None:
+        """Open the bar for ``rounds`` rounds; ``enabled=None`` decides from stderr and the log level."""
+        if enabled is None:
+            enabled = sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
+        self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, dynamic_ncols=True) if enabled else None
+
+    def update(self, result: Any) -> None:
+        """Advance the bar by one finished round and show its remaining weights and test accuracy."""
+        if self.bar is None:
+            return
+        self.bar.set_postfix_str(f"{100 * result.remaining:.1f}% remaining, test acc {100 * result.test_acc:.2f}%")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        """Close the bar, leaving its last state on the terminal."""
+        if self.bar is not None:
+            self.bar.close()
