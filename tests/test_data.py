@@ -162,6 +162,48 @@ def test_idx_download_from_local_mirror(tmp_path: Path, monkeypatch: pytest.Monk
     assert torch.equal(datamodule.test.inputs[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
 
 
+def test_idx_labels_out_of_range(tmp_path: Path) -> None:
+    write_idx_set(tmp_path / "mnist", gzipped=False)
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.full(TEST_COUNT, 10, dtype=np.uint8)))
+
+    with pytest.raises(DataFileError, match="labels outside 0-9"):
+        build_datamodule(image_config("mnist", tmp_path).data, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=cifar10", "model=resnet20", "data.mean=[0.5]"], "data.mean=[0.5] is invalid: cifar10 has 3 channel(s)"),
+        (["data=mnist", "data.std=[0.0]"], "data.std=[0.0] is invalid"),
+        (["data=cifar10", "model=vgg16", "data.crop_padding=-1"], "data.crop_padding=-1 is invalid"),
+        (["data=cifar10", "model=resnet20", "model.width=0"], "model.width=0 is invalid"),
+        (["data=mnist1d", "data.num_samples=5"], "data.num_samples=5 is invalid"),
+        (["data=mnist", "data.eval_batch_size=0"], "data.eval_batch_size=0 is invalid"),
+        (["data=mnist", "model=lenet_300_100", "model.init=uniform"], "model.init='uniform' is invalid"),
+    ],
+)
+def test_data_and_model_keys_validated(overrides: list[str], message: str) -> None:
+    from lt_sweeps.config import validate_config
+
+    cfg = compose_config(*overrides)
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config(cfg)
+
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_data_root_outside_repository(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LT_SWEEPS_DATA_ROOT", raising=False)
+    default_root = compose_config("data=mnist").data.root
+    monkeypatch.setenv("LT_SWEEPS_DATA_ROOT", str(tmp_path))
+    overridden_root = compose_config("data=mnist").data.root
+
+    assert default_root == "~/.cache/lt-sweeps"
+    assert overridden_root == str(tmp_path)
+
+
 # Checksums and downloads
 
 
@@ -315,7 +357,8 @@ def test_horizontal_flip_mirrors_or_keeps() -> None:
     kept = [torch.equal(a, b) for a, b in zip(flipped, images)]
     mirrored = [torch.equal(a, b.flip(2)) for a, b in zip(flipped, images)]
     assert all(k or m for k, m in zip(kept, mirrored))
-    assert any(kept) and any(mirrored)
+    assert any(kept)
+    assert any(mirrored)
 
 
 def test_augmentation_repeats_with_seed() -> None:

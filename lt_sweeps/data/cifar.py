@@ -90,6 +90,12 @@ def extract_archive(archive: Path, folder: Path) -> None:
     Only regular files under ``cifar-10-batches-py/`` are extracted, through tarfile's
     ``data`` filter, so no member can write outside ``folder``.
     """
+    if not hasattr(tarfile, "data_filter"):
+        # Python releases before 3.10.12 and 3.11.4 lack the filter that keeps members inside folder.
+        raise DataFileError(
+            f"this Python cannot unpack {archive} safely: unpack it by hand into {folder}, or use Python 3.11.4 or later"
+        )
+
     log.info("unpacking %s", archive)
     try:
         with tarfile.open(archive, "r:gz") as bundle:

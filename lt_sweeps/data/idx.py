@@ -151,6 +151,10 @@ def load_idx_dataset(data: str, root: Path, allow_download: bool) -> tuple[torch
                 f"{paths[f'{split}_images']} and {paths[f'{split}_labels']} do not match: expected "
                 f"N uint8 images of HxW and N labels, got {images.dtype} {images.shape} and {labels.shape}"
             )
+        if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+            raise DataFileError(
+                f"{paths[f'{split}_labels']} has labels outside 0-9: put the official file there"
+            )
         tensors.append(torch.from_numpy(images.copy()).unsqueeze(1))
         tensors.append(torch.from_numpy(labels.astype(np.int64)))
 
