@@ -14,9 +14,13 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from lt_sweeps.shapes import DATA_INPUT_SHAPES, model_data_mismatch
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu", "elu", "silu")
-DATASETS = ("digits",)
-MODELS = ("mlp",)
+DATASETS = ("digits", "mnist1d", "mnist", "fashion_mnist", "cifar10")
+MODELS = ("mlp", "lenet_300_100", "conv2", "conv4", "conv6", "resnet20", "vgg16")
+# Weight initializations of lt_sweeps.models.init.
+INITS = ("default", "glorot_normal", "kaiming_normal")
 OPTIMIZERS = ("adam", "sgd")
 CONTROLS = ("reinit",)
 LOGGER_MODES = ("online", "offline", "disabled")
@@ -37,11 +41,75 @@ class DataConfig:
     split_seed: int = 0
 
 
+# Default of data.root: a cache folder outside the repository, so that nothing is
+# written beside the code. LT_SWEEPS_DATA_ROOT overrides it.
+DATA_ROOT_DEFAULT = "${oc.env:LT_SWEEPS_DATA_ROOT,'~/.cache/lt-sweeps'}"
+
+
+@dataclass
+class Mnist1dDataConfig:
+    name: str = "mnist1d"
+    # Folder of the generated data set's cache file.
+    root: str = DATA_ROOT_DEFAULT
+    batch_size: int = 100
+    # Examples the mnist1d generator draws. It keeps 80% for training and 20% for test.
+    num_samples: int = 5000
+    # Seed of the mnist1d generator. 42 is the package's default (mnist1d 0.0.2).
+    generator_seed: int = 42
+    # Training examples used; null means all that the validation set leaves.
+    train_size: Optional[int] = None
+    # Validation examples held out from the training examples.
+    val_size: int = 500
+    split_seed: int = 0
+
+
+@dataclass
+class ImageDataConfig:
+    name: str = MISSING
+    # Folder that contains <name>/ with the data set's files.
+    root: str = DATA_ROOT_DEFAULT
+    # Fetch missing files from the data set's official location and check their MD5.
+    download: bool = False
+    batch_size: int = 60
+    # Examples per validation or test batch; only memory depends on it.
+    eval_batch_size: int = 1000
+    train_size: Optional[int] = None
+    # Validation examples held out from the official training set.
+    val_size: int = 5000
+    split_seed: int = 0
+    # Per-channel normalization to zero mean and unit variance. Null mean or std are
+    # computed on the training examples.
+    normalize: bool = True
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+    # Augmentation of training batches: random crops from images padded with zeros by
+    # crop_padding pixels on each side, and random horizontal flips.
+    augment: bool = False
+    crop_padding: int = 4
+    horizontal_flip: bool = True
+
+
 @dataclass
 class ModelConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [300, 100])
     activation: str = "relu"
+    init: str = "default"
+
+
+@dataclass
+class FixedModelConfig:
+    # A network whose layers are fixed by its name: lenet_300_100, conv2, conv4, conv6, vgg16.
+    name: str = MISSING
+    init: str = "default"
+
+
+@dataclass
+class ResNetModelConfig:
+    name: str = "resnet20"
+    init: str = "kaiming_normal"
+    # Filters of the first stage; the second and third have 2 and 4 times as many.
+    width: int = 16
 
 
 @dataclass
@@ -109,6 +177,10 @@ def register_configs() -> None:
     store.store(name="experiment_schema", node=ExperimentConfig)
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(group="data", name="mnist1d_data_schema", node=Mnist1dDataConfig)
+    store.store(group="data", name="image_data_schema", node=ImageDataConfig)
+    store.store(group="model", name="fixed_model_schema", node=FixedModelConfig)
+    store.store(group="model", name="resnet_model_schema", node=ResNetModelConfig)
     store.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     store.store(group="pruning", name="pruning_schema", node=PruningConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
@@ -148,20 +220,23 @@ def validate_config(cfg: DictConfig) -> None:
     """
     _check_choice("data", cfg.data.name, DATASETS)
     _require(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size} is invalid: use 1 or more")
-    _require(cfg.data.train_size >= 1, f"data.train_size={cfg.data.train_size} is invalid: use 1 or more")
+    if cfg.data.get("train_size") is not None:
+        _require(cfg.data.train_size >= 1, f"data.train_size={cfg.data.train_size} is invalid: use 1 or more")
     _require(cfg.data.val_size >= 1, f"data.val_size={cfg.data.val_size} is invalid: use 1 or more")
 
     _check_choice("model", cfg.model.name, MODELS)
-    hidden = list(cfg.model.hidden)
-    _require(
-        len(hidden) > 0,
-        "model.hidden=[] is invalid: give at least one hidden layer, for example model.hidden=[300,100]",
-    )
-    _require(
-        all(units >= 1 for units in hidden),
-        f"model.hidden={hidden} is invalid: every layer needs 1 or more units",
-    )
-    _check_choice("model.activation", cfg.model.activation, ACTIVATIONS)
+    if cfg.model.name == "mlp":
+        hidden = list(cfg.model.hidden)
+        _require(
+            len(hidden) > 0,
+            "model.hidden=[] is invalid: give at least one hidden layer, for example model.hidden=[300,100]",
+        )
+        _require(
+            all(units >= 1 for units in hidden),
+            f"model.hidden={hidden} is invalid: every layer needs 1 or more units",
+        )
+        _check_choice("model.activation", cfg.model.activation, ACTIVATIONS)
+    validate_data_and_model(cfg)
 
     _check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     _require(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} is invalid: use a value above 0, for example 1.2e-3")
@@ -203,6 +278,38 @@ def validate_config(cfg: DictConfig) -> None:
     )
     if cfg.logger.mode is not None:
         _check_choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+
+
+def validate_data_and_model(cfg: DictConfig) -> None:
+    """Raise ConfigError when the model cannot take the data or a data or model key is out of range."""
+    mismatch = model_data_mismatch(cfg.model.name, cfg.data.name)
+    _require(mismatch is None, str(mismatch))
+    _check_choice("model.init", cfg.model.get("init", "default"), INITS)
+    if "width" in cfg.model:
+        _require(cfg.model.width >= 1, f"model.width={cfg.model.width} is invalid: use 1 or more, for example 16")
+
+    data = cfg.data
+    if "num_samples" in data:
+        _require(
+            data.num_samples >= 10,
+            f"data.num_samples={data.num_samples} is invalid: mnist1d draws the same number of each of 10 classes, use 10 or more",
+        )
+    if "eval_batch_size" in data:
+        _require(data.eval_batch_size >= 1, f"data.eval_batch_size={data.eval_batch_size} is invalid: use 1 or more")
+    if "crop_padding" in data:
+        _require(data.crop_padding >= 0, f"data.crop_padding={data.crop_padding} is invalid: use 0 or more pixels")
+
+    channels = DATA_INPUT_SHAPES[data.name][0]
+    for key in ("mean", "std"):
+        values = data.get(key)
+        if values is None:
+            continue
+        _require(
+            len(values) == channels,
+            f"data.{key}={list(values)} is invalid: {data.name} has {channels} channel(s), give one value each, or null to compute them",
+        )
+    if data.get("std") is not None:
+        _require(all(value > 0 for value in data.std), f"data.std={list(data.std)} is invalid: every value must be above 0")
 
 
 def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:

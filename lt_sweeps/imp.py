@@ -146,7 +146,7 @@ class LotteryExperiment:
         self.results: list[RoundResult] = []
 
     def _new_model(self) -> nn.Module:
-        return build_model(self.cfg.model, self.datamodule.num_features, self.datamodule.num_classes)
+        return build_model(self.cfg.model, self.datamodule.input_shape, self.datamodule.num_classes)
 
     def run(self) -> list[RoundResult]:
         """Run every round, logging to a W&B run that is finished even when a round fails."""

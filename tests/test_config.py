@@ -113,8 +113,8 @@ def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     ("override", "message"),
     [
         ("pruning.rate=1.0", "error: pruning.rate=1.0 is invalid: use a fraction in (0, 1)"),
-        ("data=imagenet", "error: data=imagenet is invalid: allowed values are digits"),
-        ("model=resnet9", "error: model=resnet9 is invalid: allowed values are mlp"),
+        ("data=imagenet", "error: data=imagenet is invalid: allowed values are cifar10, digits, fashion_mnist, mnist, mnist1d"),
+        ("model=resnet9", "error: model=resnet9 is invalid: allowed values are conv2, conv4, conv6, lenet_300_100, mlp, resnet20, vgg16"),
         ("optimizer.lr=abc", "error: optimizer.lr is invalid"),
         ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
         ("data.train_size=1700", "error: data.train_size + data.val_size = 2000 leaves no test examples"),

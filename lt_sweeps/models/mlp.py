@@ -1,14 +1,8 @@
-"""Networks that the experiments prune.
-
-Every model names its layers (``fc1``, ``fc2``, ...) so that per-layer metrics read
-``sparsity/fc1`` and exposes ``output_layer``, the name of the layer that
-``pruning.output_rate`` applies to.
-"""
+"""Fully connected networks: the configurable MLP and LeNet-300-100."""
 
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 ACTIVATION_LAYERS = {
@@ -45,10 +39,3 @@ class MLP(nn.Module):
         for layer in self.children():
             outputs = layer(outputs)
         return outputs
-
-
-def build_model(model: DictConfig, in_features: int, num_classes: int) -> nn.Module:
-    """Build the network named by ``model.name`` for the given input and class counts."""
-    if model.name != "mlp":
-        raise ValueError(f"unknown model {model.name!r}")
-    return MLP(in_features, list(model.hidden), num_classes, model.activation)
