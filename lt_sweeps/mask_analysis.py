@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +112,14 @@ def log_table(rows: list[list[Any]], first: str, second: str, artifacts: list[An
     from lt_sweeps import tracking
 
     mode = tracking.resolve_mode(None)
-    run = wandb.init(project=project, job_type="mask-analysis", config={"mask_a": first, "mask_b": second}, mode=mode)
+    # dir is explicit because wandb keeps the first working directory it saw in a process.
+    run = wandb.init(
+        project=project,
+        job_type="mask-analysis",
+        config={"mask_a": first, "mask_b": second},
+        mode=mode,
+        dir=os.getcwd(),
+    )
     for artifact in artifacts:
         if artifact is not None:
             run.use_artifact(artifact)
