@@ -195,8 +195,10 @@ class RoundStepLogger(WandbLogger):
 
     Each round has a fresh Trainer whose ``global_step`` starts at 0, so the logger adds
     ``step_offset``, the steps of earlier rounds, to keep ``trainer/global_step``
-    increasing for the whole experiment. Lightning's own ``epoch`` key is dropped, so
-    the run contains only the project's metric keys.
+    increasing for the whole experiment. Lightning passes the 0-based index of the last
+    optimizer step, so the logger adds 1 to log the number of steps taken, the unit of
+    ``ticket/early_stop_step`` and of the round rows. Lightning's own ``epoch`` key is
+    dropped, so the run contains only the project's metric keys.
     """
 
     def __init__(self, run: Any) -> None:
@@ -207,7 +209,8 @@ class RoundStepLogger(WandbLogger):
         values = {key: value for key, value in metrics.items() if key != "epoch"}
         if not values:
             return
-        self.experiment.log({**values, "trainer/global_step": self.step_offset + (step or 0)})
+        steps_taken = 0 if step is None else step + 1
+        self.experiment.log({**values, "trainer/global_step": self.step_offset + steps_taken})
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         # The run already has the resolved Hydra config from wandb.init.

@@ -193,3 +193,13 @@ def test_round_results_file(offline_experiment: dict) -> None:
 
     assert [result["round"] for result in results] == list(range(ROUNDS))
     assert all("reinit" in result["controls"] for result in results)
+
+
+def test_validation_step_matches_early_stop(offline_experiment: dict) -> None:
+    history = offline_experiment["history"]
+    round_rows = rows_with(history, "ticket/remaining")
+    first_round_end = round_rows[0]["trainer/global_step"]
+    first_round_validations = [row for row in rows_with(history, "val/acc") if row["trainer/global_step"] <= first_round_end]
+
+    assert first_round_validations[-1]["trainer/global_step"] == first_round_end
+    assert round_rows[0]["ticket/early_stop_step"] in {row["trainer/global_step"] for row in first_round_validations}
