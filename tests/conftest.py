@@ -26,16 +26,20 @@ TINY_OVERRIDES = [
 ]
 
 
+def isolate_wandb(patch: pytest.MonkeyPatch, home: Path) -> None:
+    """Point wandb's settings, cache and staging folders into ``home`` and clear credentials."""
+    for variable in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        patch.setenv(variable, str(home / variable.lower()))
+    patch.setenv("NETRC", str(home / "netrc"))
+    for variable in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "HYDRA_FULL_ERROR"):
+        patch.delenv(variable, raising=False)
+    patch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.fixture(autouse=True)
 def isolated_wandb(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep wandb's settings, cache and staging files out of the home directory, and offline."""
-    home = tmp_path_factory.mktemp("wandb-home")
-    for variable in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        monkeypatch.setenv(variable, str(home / variable.lower()))
-    monkeypatch.setenv("NETRC", str(home / "netrc"))
-    for variable in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "HYDRA_FULL_ERROR"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    isolate_wandb(monkeypatch, tmp_path_factory.mktemp("wandb-home"))
 
 
 def compose_config(*overrides: str) -> DictConfig:

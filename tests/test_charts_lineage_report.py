@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import compose_config, offline_run_dir, read_wandb_records, records_of_type, run_train
+from conftest import compose_config, isolate_wandb, offline_run_dir, read_wandb_records, records_of_type, run_train
 from lt_sweeps import commands, lineage, report
 from lt_sweeps.data import build_datamodule
 from lt_sweeps.module import evaluate_accuracy
@@ -29,15 +29,6 @@ pytestmark = pytest.mark.slow
 ROUNDS = 3
 TINY = ["model.hidden=[32,16]", "trainer.max_epochs=2"]
 SWEEP_FILE = "method: grid\nmetric:\n  name: ticket/test_acc\n  goal: maximize\nparameters: {}\n"
-
-
-def isolate_wandb(patch: pytest.MonkeyPatch, home: Path) -> None:
-    for variable in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        patch.setenv(variable, str(home / variable.lower()))
-    patch.setenv("NETRC", str(home / "netrc"))
-    for variable in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "HYDRA_FULL_ERROR"):
-        patch.delenv(variable, raising=False)
-    patch.setenv("WANDB_SILENT", "true")
 
 
 def read_run(hydra_dir: Path) -> dict:
