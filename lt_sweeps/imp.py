@@ -76,6 +76,7 @@ class RoundResult:
     steps: int
     controls: dict[str, float] = field(default_factory=dict)
     # The ticket beats every control and is within pruning.win_tolerance of dense.
+    # Always False in round 0, whose dense network is no ticket.
     is_winning: bool = False
 
     def metrics(self) -> dict[str, Any]:
@@ -144,8 +145,8 @@ class LotteryExperiment:
         self.init_state = clone_state(self.model)
         self.masks: Masks = full_masks(self.parameters)
 
-        # The state survivors restart from; with rewind=step it is captured in round 0,
-        # with rewind=none it stays None and every round continues from trained weights.
+        # The state that survivors restart from. With rewind=step it is captured in round 0.
+        # With rewind=none it stays None, and every round continues from trained weights.
         self.rewind_state = self.init_state if cfg.pruning.rewind == "init" else None
 
         pruning = cfg.pruning
@@ -198,7 +199,9 @@ class LotteryExperiment:
             self._save_init_weights(run)
 
         controls = {name: self._train_control(name, round_index) for name in control_names(pruning.control)}
-        dense_test_acc = self.results[0].test_acc if self.results else training.test_acc
+        winning = False
+        if round_index > 0:
+            winning = is_winning(training.test_acc, self.results[0].test_acc, controls, pruning.win_tolerance)
         result = RoundResult(
             round=round_index,
             remaining=remaining_fraction(self.masks),
@@ -208,7 +211,7 @@ class LotteryExperiment:
             early_stop_step=training.early_stop_step,
             steps=training.steps,
             controls=controls,
-            is_winning=is_winning(training.test_acc, dense_test_acc, controls, pruning.win_tolerance),
+            is_winning=winning,
         )
         self.results.append(result)
 

@@ -9,12 +9,16 @@ round fine-tunes the previous one.
 
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from lt_sweeps.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def check_rewind_step(pruning: DictConfig, max_epochs: int, batches_per_epoch: int) -> None:
@@ -24,6 +28,12 @@ def check_rewind_step(pruning: DictConfig, max_epochs: int, batches_per_epoch: i
     point can be any of them, the last included.
     """
     if pruning.rewind != "step":
+        if pruning.rewind_step != 0:
+            log.warning(
+                "pruning.rewind_step=%d is ignored with pruning.rewind=%s: set pruning.rewind=step to use it",
+                pruning.rewind_step,
+                pruning.rewind,
+            )
         return
 
     dense_steps = max_epochs * batches_per_epoch

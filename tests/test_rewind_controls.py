@@ -222,6 +222,7 @@ def test_controls_and_verdict_recorded(conv_with_controls) -> None:
 
     assert set(result.controls) == {"reinit", "random_mask"}
     assert result.is_winning == expected
+    assert experiment.results[0].is_winning is False
     assert rounds[1]["is_winning"] == expected
     assert set(result.metrics()) >= {"control/reinit_test_acc", "control/random_mask_test_acc", "ticket/is_winning"}
 
