@@ -1,9 +1,9 @@
 """The rewind point of IMP: where the surviving weights restart every round.
 
-``pruning.rewind`` chooses it: ``init`` is the initialization (iteration 0, Frankle &
-Carbin, ICLR 2019); ``step`` is the dense round's weights after ``pruning.rewind_step``
+``pruning.rewind`` chooses it. ``init`` is the initialization (iteration 0, Frankle &
+Carbin, ICLR 2019). ``step`` is the dense round's weights after ``pruning.rewind_step``
 optimizer steps (late rewinding, Frankle et al., "Linear Mode Connectivity and the
-Lottery Ticket Hypothesis", ICML 2020); ``none`` keeps the trained weights, so each
+Lottery Ticket Hypothesis", ICML 2020). ``none`` keeps the trained weights, so each
 round fine-tunes the previous one.
 """
 
