@@ -228,11 +228,14 @@ class LotteryExperiment:
             result.early_stop_step,
         )
         if controls:
+            verdict = "dense, no verdict"
+            if round_index > 0:
+                verdict = "ticket wins" if result.is_winning else "ticket does not win"
             log.info(
-                "round %d controls: %s; ticket %s",
+                "round %d controls: %s (%s)",
                 round_index,
                 ", ".join(f"{name} test acc {100 * value:.2f}%" for name, value in controls.items()),
-                "wins" if result.is_winning else "does not win",
+                verdict,
             )
 
     def _train(
