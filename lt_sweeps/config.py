@@ -22,7 +22,10 @@ MODELS = ("mlp", "lenet_300_100", "conv2", "conv4", "conv6", "resnet20", "vgg16"
 # Weight initializations of lt_sweeps.models.init.
 INITS = ("default", "glorot_normal", "kaiming_normal")
 OPTIMIZERS = ("adam", "sgd")
-CONTROLS = ("reinit",)
+CONTROLS = ("reinit", "random_mask")
+REWIND_MODES = ("init", "step", "none")
+PRUNING_SCOPES = ("layerwise", "global")
+PRUNING_SCHEDULES = ("iterative", "oneshot")
 LOGGER_MODES = ("online", "offline", "disabled")
 
 
@@ -133,6 +136,16 @@ class PruningConfig:
     win_tolerance: float = 0.005
     # Mask that round 0 starts from: a safetensors file or a mask artifact <name>:<alias>.
     mask_artifact: Optional[str] = None
+    # Where survivors restart each round: init (iteration 0), step (after rewind_step
+    # optimizer steps of the dense round) or none (continue from the trained weights).
+    rewind: str = "init"
+    rewind_step: int = 0
+    # layerwise: a threshold per layer; global: one threshold across layers.
+    scope: str = "layerwise"
+    # Rate of conv layers; null means the same as ``rate``.
+    conv_rate: Optional[float] = None
+    # iterative: prune every round; oneshot: prune once, at round 1, to the final sparsity.
+    schedule: str = "iterative"
 
 
 @dataclass
@@ -266,6 +279,23 @@ def validate_config(cfg: DictConfig) -> None:
     )
     for name in control_names(pruning.control):
         _check_choice("pruning.control", name, CONTROLS)
+    _check_choice("pruning.rewind", pruning.rewind, REWIND_MODES)
+    _require(
+        pruning.rewind_step >= 0,
+        f"pruning.rewind_step={pruning.rewind_step} is invalid: use an optimizer step count of 0 or more",
+    )
+    _check_choice("pruning.scope", pruning.scope, PRUNING_SCOPES)
+    if pruning.conv_rate is not None:
+        _require(
+            0 <= pruning.conv_rate < 1,
+            f"pruning.conv_rate={pruning.conv_rate} is invalid: use a fraction in [0, 1), or null for pruning.rate",
+        )
+    _check_choice("pruning.schedule", pruning.schedule, PRUNING_SCHEDULES)
+    _require(
+        pruning.schedule != "oneshot" or pruning.rounds >= 2,
+        f"pruning.rounds={pruning.rounds} is invalid with pruning.schedule=oneshot: use 2 or more, "
+        "the one-shot ticket reaches the sparsity of pruning.rounds - 1 iterative rounds",
+    )
 
     _require(cfg.trainer.max_epochs >= 1, f"trainer.max_epochs={cfg.trainer.max_epochs} is invalid: use 1 or more")
     _require(

@@ -3,10 +3,14 @@
 Round 0 trains the dense network. Every later round prunes the trained weights by
 magnitude, rewinds the survivors to their values at initialization, and trains again
 with a fresh optimizer (Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019).
+``pruning.rewind`` moves the rewind point (:mod:`lt_sweeps.rewind`), ``pruning.scope``
+and ``pruning.schedule`` choose how masks shrink (:mod:`lt_sweeps.masks`), and
+``pruning.control`` adds the controls that decide whether a ticket wins
+(:mod:`lt_sweeps.controls`).
 
 Everything a run writes lives in its output directory::
 
-    init-weights.safetensors   the rewind point
+    init-weights.safetensors   the rewind point (the initialization with rewind=none)
     masks/round-<k>.safetensors
     rounds.json                one record per finished round
     ticket.safetensors         the last round's ticket (lt_sweeps.lineage.load_ticket)
@@ -29,21 +33,25 @@ from torch import nn
 
 from lt_sweeps import charts, lineage, tracking
 from lt_sweeps.config import control_names
+from lt_sweeps.controls import build_control, is_winning
 from lt_sweeps.data import InMemoryDataModule, build_datamodule
 from lt_sweeps.masks import (
     Masks,
-    apply_masks,
     full_masks,
-    layer_rates,
+    grouped_masks,
+    kind_rates,
+    layer_kinds,
     layer_sparsity,
-    layerwise_masks,
     prunable_parameters,
+    pruning_groups,
     remaining_fraction,
+    times_pruned_at,
 )
 from lt_sweeps.models import build_model
 from lt_sweeps.module import LotteryModule, evaluate_accuracy
 from lt_sweeps.progress import RoundProgress
 from lt_sweeps.pruning import MaskCallback
+from lt_sweeps.rewind import RewindPointCallback, check_rewind_step
 from lt_sweeps.storage import save_json, save_tensors
 from lt_sweeps.sweeps.trial import stop_requested
 
@@ -70,6 +78,9 @@ class RoundResult:
     early_stop_step: int
     steps: int
     controls: dict[str, float] = field(default_factory=dict)
+    # The ticket beats every control and is within pruning.win_tolerance of dense.
+    # Always False in round 0, whose dense network is no ticket.
+    is_winning: bool = False
 
     def metrics(self) -> dict[str, Any]:
         """Return the round's W&B history row under the project's metric keys."""
@@ -80,6 +91,7 @@ class RoundResult:
             "ticket/test_acc": self.test_acc,
             "ticket/best_val_acc": self.best_val_acc,
             "ticket/early_stop_step": self.early_stop_step,
+            "ticket/is_winning": self.is_winning,
         }
         row.update({f"sparsity/{layer}": value for layer, value in self.layer_sparsity.items()})
         row.update({f"control/{name}_test_acc": value for name, value in self.controls.items()})
@@ -121,7 +133,8 @@ class LotteryExperiment:
         weights as the optimizer left them.
 
         Raises:
-            ConfigError: when the data set cannot provide the requested splits.
+            ConfigError: when the data set cannot provide the requested splits, or
+                ``pruning.rewind_step`` lies beyond the dense round.
         """
         self.cfg = cfg
         self.output_dir = output_dir
@@ -129,6 +142,7 @@ class LotteryExperiment:
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         self.datamodule: InMemoryDataModule = build_datamodule(cfg.data, cfg.seed)
+        check_rewind_step(cfg.pruning, cfg.trainer.max_epochs, len(self.datamodule.train_dataloader()))
         self.model = self._new_model()
         self.parameters = prunable_parameters(self.model, cfg.pruning.prune_bias)
         self.init_state = clone_state(self.model)
@@ -139,10 +153,17 @@ class LotteryExperiment:
         self.charts = charts.RunCharts(self.model)
         self.callbacks.append(self.charts)
 
-        output_rate = cfg.pruning.output_rate
-        if output_rate is None:
-            output_rate = cfg.pruning.rate / 2
-        self.rates = layer_rates(list(self.parameters), cfg.pruning.rate, output_rate, self.model.output_layer)
+        # The state that survivors restart from. With rewind=step it is captured in round 0.
+        # With rewind=none it stays None, and every round continues from trained weights.
+        self.rewind_state = self.init_state if cfg.pruning.rewind == "init" else None
+
+        pruning = cfg.pruning
+        kinds = layer_kinds(self.model, list(self.parameters), self.model.output_layer)
+        self.rates = kind_rates(kinds, pruning.rate, pruning.conv_rate, pruning.output_rate)
+        self.groups = pruning_groups(kinds, self.rates, pruning.scope)
+
+        # A one-shot run is dense round 0 and the one-shot ticket of round 1.
+        self.rounds = 2 if pruning.schedule == "oneshot" else pruning.rounds
         self.results: list[RoundResult] = []
 
     def _new_model(self) -> nn.Module:
@@ -154,9 +175,10 @@ class LotteryExperiment:
         logger = tracking.RoundStepLogger(run)
         try:
             lineage.declare_use(run, self.mask_source)
-            self._save_init_weights(run)
-            progress = RoundProgress(self.cfg.pruning.rounds)
-            for round_index in range(self.cfg.pruning.rounds):
+            if self.cfg.pruning.rewind != "step":
+                self._save_init_weights(run)
+            progress = RoundProgress(self.rounds)
+            for round_index in range(self.rounds):
                 if round_index > 0 and stop_requested(self.output_dir):
                     log.info("stopped after round %d: a sweep asked this run to stop", round_index - 1)
                     break
@@ -173,15 +195,30 @@ class LotteryExperiment:
         return self.results
 
     def _run_round(self, round_index: int, run: Any, logger: tracking.RoundStepLogger) -> None:
+        pruning = self.cfg.pruning
         if round_index > 0:
-            self.masks = layerwise_masks(self.parameters, self.masks, self.rates, round_index)
-            self.model.load_state_dict(self.init_state)
+            times_pruned = times_pruned_at(round_index, pruning.schedule, pruning.rounds)
+            self.masks = grouped_masks(self.parameters, self.masks, self.groups, self.rates, times_pruned)
+            if pruning.rewind != "none":
+                self.model.load_state_dict(self.rewind_state)
             quiet_lightning_info()
 
-        training = self._train(self.model, self.parameters, self.masks, logger, self.callbacks)
-        logger.step_offset += training.steps
+        callbacks = list(self.callbacks)
+        rewind_point = None
+        if round_index == 0 and pruning.rewind == "step":
+            rewind_point = RewindPointCallback(self.model, pruning.rewind_step)
+            callbacks.append(rewind_point)
 
-        controls = {name: self._train_control(name, round_index) for name in control_names(self.cfg.pruning.control)}
+        training = self._train(self.model, self.parameters, self.masks, logger, callbacks)
+        logger.step_offset += training.steps
+        if rewind_point is not None:
+            self.rewind_state = rewind_point.state
+            self._save_init_weights(run)
+
+        controls = {name: self._train_control(name, round_index) for name in control_names(pruning.control)}
+        winning = False
+        if round_index > 0:
+            winning = is_winning(training.test_acc, self.results[0].test_acc, controls, pruning.win_tolerance)
         result = RoundResult(
             round=round_index,
             remaining=remaining_fraction(self.masks),
@@ -191,6 +228,7 @@ class LotteryExperiment:
             early_stop_step=training.early_stop_step,
             steps=training.steps,
             controls=controls,
+            is_winning=winning,
         )
         self.results.append(result)
 
@@ -201,12 +239,22 @@ class LotteryExperiment:
         log.info(
             "round %d/%d: %.1f%% of weights remaining, test acc %.2f%% (best val acc %.2f%% at step %d)",
             round_index,
-            self.cfg.pruning.rounds - 1,
+            self.rounds - 1,
             100 * result.remaining,
             100 * result.test_acc,
             100 * result.best_val_acc,
             result.early_stop_step,
         )
+        if controls:
+            verdict = "dense, no verdict"
+            if round_index > 0:
+                verdict = "ticket wins" if result.is_winning else "ticket does not win"
+            log.info(
+                "round %d controls: %s (%s)",
+                round_index,
+                ", ".join(f"{name} test acc {100 * value:.2f}%" for name, value in controls.items()),
+                verdict,
+            )
 
     def _train(
         self,
@@ -246,20 +294,22 @@ class LotteryExperiment:
         return RoundTraining(test_acc, module.best_val_acc, module.best_step, trainer.global_step)
 
     def _train_control(self, name: str, round_index: int) -> float:
-        """Train the ``reinit`` control: the round's mask on a fresh random initialization."""
-        with torch.random.fork_rng():
-            torch.manual_seed(self.cfg.seed + 1_000_003 * (round_index + 1))
-            control = self._new_model()
+        """Train one control at the round's per-layer sparsity and return its test accuracy.
 
-        parameters = prunable_parameters(control, self.cfg.pruning.prune_bias)
-        masks = {parameter: mask.clone() for parameter, mask in self.masks.items()}
-        apply_masks(parameters, masks)
+        The control is measured like the ticket: test accuracy at its best validation pass.
+        """
+        start_state = self.rewind_state if self.rewind_state is not None else self.init_state
+        control, parameters, masks = build_control(
+            name, self._new_model, start_state, self.masks, self.cfg.pruning.prune_bias, self.cfg.seed, round_index
+        )
         return self._train(control, parameters, masks, logger=False).test_acc
 
     def _save_init_weights(self, run: Any) -> None:
         path = self.output_dir / "init-weights.safetensors"
-        save_tensors(path, self.init_state)
-        metadata = {"config_digest": tracking.config_digest(self.cfg)}
+        state = self.rewind_state if self.rewind_state is not None else self.init_state
+        rewind = {"rewind": self.cfg.pruning.rewind, "rewind_step": str(self.cfg.pruning.rewind_step)}
+        save_tensors(path, state, metadata=rewind)
+        metadata = {"config_digest": tracking.config_digest(self.cfg), **rewind}
         tracking.log_file_artifact(
             run, path, f"init-weights-{run.id}", "init-weights", ["init"], metadata, "init-weights.safetensors"
         )

@@ -24,6 +24,7 @@ CONTRACT_KEYS = {
     "ticket/test_acc",
     "ticket/best_val_acc",
     "ticket/early_stop_step",
+    "ticket/is_winning",
     "control/reinit_test_acc",
     "sparsity/fc1",
     "sparsity/fc2",
