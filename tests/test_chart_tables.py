@@ -36,14 +36,14 @@ def make_round(index: int, controls: dict[str, float], result_type: type = Round
     )
 
 
-def test_table_without_verdict_or_controls() -> None:
+def test_table_without_controls() -> None:
     results = [make_round(0, {}), make_round(1, {})]
 
     columns = round_table_columns(results)
 
     assert columns == [
         "round", "remaining", "sparsity/fc1", "sparsity/fc2",
-        "test_acc", "best_val_acc", "early_stop_step", "mask_artifact",
+        "test_acc", "best_val_acc", "early_stop_step", "is_winning", "mask_artifact",
     ]
 
 
