@@ -9,6 +9,7 @@ per-round log line.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -22,9 +23,15 @@ class RoundProgress:
 
     def __init__(self, rounds: int, enabled: bool | None = None) -> None:
         """Open the bar for ``rounds`` rounds; ``enabled=None`` decides from stderr and the log level."""
+        # wandb wraps the write method of sys.stderr and drops tqdm's carriage-return
+        # updates, so the bar writes to its own file object on a copy of descriptor 2.
+        self.bar = None
+        self.terminal = None
         if enabled is None:
-            enabled = sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
-        self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, dynamic_ncols=True) if enabled else None
+            enabled = sys.__stderr__ is not None and sys.__stderr__.isatty() and log.isEnabledFor(logging.INFO)
+        if enabled:
+            self.terminal = open(os.dup(sys.__stderr__.fileno()), "w", buffering=1)
+            self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, file=self.terminal)
 
     def update(self, result: Any) -> None:
         """Advance the bar by one finished round and show its remaining weights and test accuracy."""
@@ -37,3 +44,4 @@ class RoundProgress:
         """Close the bar, leaving its last state on the terminal."""
         if self.bar is not None:
             self.bar.close()
+            self.terminal.close()
