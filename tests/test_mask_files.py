@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -184,15 +185,16 @@ def test_progress_bar_off_without_terminal(capsys: pytest.CaptureFixture) -> Non
     assert capsys.readouterr().err == ""
 
 
-def test_progress_bar_shows_round_state(capsys: pytest.CaptureFixture) -> None:
+def test_progress_bar_shows_round_state() -> None:
     class Result:
         remaining = 0.512
         test_acc = 0.9612
 
-    progress = RoundProgress(3, enabled=True)
+    stream = io.StringIO()
+    progress = RoundProgress(3, enabled=True, stream=stream)
     progress.update(Result())
     progress.close()
-    error = capsys.readouterr().err
+    error = stream.getvalue()
 
     assert "1/3" in error
     assert "51.2% remaining, test acc 96.12%" in error
