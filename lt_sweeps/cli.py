@@ -55,7 +55,24 @@ def prepare_experiment(cfg: DictConfig, output_dir: Path):
     from lt_sweeps.tracking import check_online_credentials
 
     check_online_credentials(cfg.logger.mode)
+    check_accelerator_available(cfg.trainer.accelerator)
     return LotteryExperiment(cfg, output_dir)
+
+
+def check_accelerator_available(accelerator: str) -> None:
+    """Raise ConfigError when ``trainer.accelerator`` names a device this machine lacks."""
+    import torch
+
+    available = {
+        "gpu": torch.cuda.is_available(),
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(accelerator, True):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} is invalid on this machine: no such device is available, "
+            "use trainer.accelerator=auto or cpu"
+        )
 
 
 def describe_error(error: BaseException) -> str:
@@ -72,7 +89,10 @@ def describe_error(error: BaseException) -> str:
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
         return f"unknown config key {cause.full_key}: check its spelling, `python train.py --cfg job` lists every key"
     if isinstance(cause, ValidationError) and cause.full_key:
-        return f"{cause.full_key} is invalid: {cause.msg.splitlines()[0]}"
+        return (
+            f"{cause.full_key} is invalid: {cause.msg.splitlines()[0]}; "
+            "`python train.py --cfg job` shows each key with a valid default value"
+        )
 
     # The first line of Hydra's own message names the problem (an unparsable override,
     # an unknown group); later lines only repeat it.

@@ -8,7 +8,7 @@ one-line message that names the key, the value and what is allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -27,6 +27,11 @@ REWIND_MODES = ("init", "step", "none")
 PRUNING_SCOPES = ("layerwise", "global")
 PRUNING_SCHEDULES = ("iterative", "oneshot")
 LOGGER_MODES = ("online", "offline", "disabled")
+# Lightning accelerators that one process can train on.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# Seeds that torch, numpy and Python's random module all accept.
+MAX_SEED = 2**32 - 1
+GROUPS = ("data", "model", "optimizer", "pruning", "trainer", "logger")
 
 
 class ConfigError(ValueError):
@@ -225,12 +230,39 @@ def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     )
 
 
+def check_known_keys(cfg: DictConfig) -> None:
+    """Raise ConfigError on a key that no schema defines, such as ``+pruning.ratee=0.3``.
+
+    Hydra's ``+key=value`` adds keys even to structured configs, so a misspelled key
+    would otherwise be stored and silently ignored.
+    """
+    allowed_top = {item.name for item in fields(ExperimentConfig)}
+    for key in cfg:
+        _require(key in allowed_top, f"unknown config key {key}: check its spelling, `python train.py --cfg job` lists every key")
+
+    for group in GROUPS:
+        schema = OmegaConf.get_type(cfg[group])
+        if not is_dataclass(schema):
+            continue
+        allowed = {item.name for item in fields(schema)}
+        for key in cfg[group]:
+            _require(
+                key in allowed,
+                f"unknown config key {group}.{key}: check its spelling, `python train.py --cfg job` lists every key",
+            )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is out of range or unknown.
 
     Runs before any data is loaded or any W&B run is created, so a bad value costs
     seconds and leaves no run behind.
     """
+    check_known_keys(cfg)
+    _require(
+        0 <= cfg.seed <= MAX_SEED,
+        f"seed={cfg.seed} is invalid: use an integer from 0 to {MAX_SEED}",
+    )
     _check_choice("data", cfg.data.name, DATASETS)
     _require(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size} is invalid: use 1 or more")
     if cfg.data.get("train_size") is not None:
@@ -301,6 +333,12 @@ def validate_config(cfg: DictConfig) -> None:
     _require(
         cfg.trainer.log_every_n_steps >= 1,
         f"trainer.log_every_n_steps={cfg.trainer.log_every_n_steps} is invalid: use 1 or more",
+    )
+    _check_choice("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
+    _require(
+        cfg.trainer.devices in (1, "1", "auto") or OmegaConf.is_list(cfg.trainer.devices) and len(cfg.trainer.devices) == 1,
+        f"trainer.devices={cfg.trainer.devices} is invalid: each run trains on one device, so use 1 (or [k] for "
+        "device k) and run one sweep agent per GPU to use several",
     )
     _require(
         cfg.logger.init_timeout > 0,

@@ -96,11 +96,22 @@ def read_safetensors(path: Path, label: str) -> tuple[dict[str, torch.Tensor], d
 def read_masks(path: Path, label: str) -> Masks:
     """Read a mask file (parameter name -> tensor) or the masks of a ticket file, as booleans.
 
-    Nonzero entries are alive. ``label`` names the file's source in error messages.
+    Entries of 1 (or True) are alive. ``label`` names the file's source in error messages.
+
+    Raises:
+        ConfigError: when a tensor holds a value other than 0 and 1, such as a
+            fractional soft mask, which magnitude pruning cannot continue from.
     """
     tensors, _ = read_safetensors(path, label)
     if any(name.startswith(MASK_PREFIX) for name in tensors):
         tensors = {name.removeprefix(MASK_PREFIX): tensor for name, tensor in tensors.items() if name.startswith(MASK_PREFIX)}
+
+    for name, tensor in tensors.items():
+        if tensor.dtype != torch.bool and not bool(((tensor == 0) | (tensor == 1)).all()):
+            raise ConfigError(
+                f"{label} is invalid: mask {name} holds values other than 0 and 1; "
+                "save masks as bool tensors (True where a weight is alive)"
+            )
     return {name: tensor != 0 for name, tensor in tensors.items()}
 
 

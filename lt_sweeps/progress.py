@@ -9,8 +9,9 @@ per-round log line.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
@@ -20,11 +21,23 @@ log = logging.getLogger("lt_sweeps")
 class RoundProgress:
     """A tqdm bar over the rounds of one experiment, or nothing when it would not be seen."""
 
-    def __init__(self, rounds: int, enabled: bool | None = None) -> None:
-        """Open the bar for ``rounds`` rounds; ``enabled=None`` decides from stderr and the log level."""
+    def __init__(self, rounds: int, enabled: bool | None = None, stream: TextIO | None = None) -> None:
+        """Open the bar for ``rounds`` rounds on ``stream``, by default the terminal's stderr.
+
+        ``enabled=None`` shows the bar when stderr is a terminal and INFO is logged.
+        """
+        self.bar = None
+        self.owned_stream = None
         if enabled is None:
-            enabled = sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
-        self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, dynamic_ncols=True) if enabled else None
+            enabled = sys.__stderr__ is not None and sys.__stderr__.isatty() and log.isEnabledFor(logging.INFO)
+        if not enabled:
+            return
+
+        if stream is None:
+            # wandb wraps the write method of sys.stderr and drops tqdm's carriage-return
+            # updates, so the bar writes to its own file object on a copy of descriptor 2.
+            stream = self.owned_stream = open(os.dup(sys.__stderr__.fileno()), "w", buffering=1)
+        self.bar = tqdm(total=rounds, desc="IMP", unit="round", leave=True, file=stream)
 
     def update(self, result: Any) -> None:
         """Advance the bar by one finished round and show its remaining weights and test accuracy."""
@@ -37,3 +50,5 @@ class RoundProgress:
         """Close the bar, leaving its last state on the terminal."""
         if self.bar is not None:
             self.bar.close()
+        if self.owned_stream is not None:
+            self.owned_stream.close()

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from lt_sweeps.config import ConfigError, control_names, validate_config
 from lt_sweeps.tracking import config_digest, resolve_mode
@@ -46,6 +47,12 @@ def test_default_rounds_reach_fifteen_percent() -> None:
         ("logger.mode=cloud", "logger.mode='cloud' is invalid"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
         ("data.batch_size=0", "data.batch_size=0 is invalid"),
+        ("+pruning.ratee=0.3", "unknown config key pruning.ratee"),
+        ("+foo=1", "unknown config key foo"),
+        ("seed=-1", "seed=-1 is invalid"),
+        ("seed=4294967296", "seed=4294967296 is invalid"),
+        ("trainer.devices=8", "trainer.devices=8 is invalid"),
+        ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is invalid"),
     ],
 )
 def test_invalid_value_rejected(override: str, message: str) -> None:
@@ -117,7 +124,12 @@ def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("model=resnet9", "error: model=resnet9 is invalid: allowed values are conv2, conv4, conv6, lenet_300_100, mlp, resnet20, vgg16"),
         ("optimizer.lr=abc", "error: optimizer.lr is invalid"),
         ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
-        ("data.train_size=1700", "error: data.train_size + data.val_size = 2000 leaves no test examples"),
+        ("data.train_size=1700", "error: data.train_size=1700 and data.val_size=300 leave no test examples"),
+        pytest.param(
+            "trainer.accelerator=gpu",
+            "error: trainer.accelerator=gpu is invalid on this machine",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device"),
+        ),
         ("logger.mode=online", "error: logger.mode=online needs W&B credentials"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -184,15 +185,16 @@ def test_progress_bar_off_without_terminal(capsys: pytest.CaptureFixture) -> Non
     assert capsys.readouterr().err == ""
 
 
-def test_progress_bar_shows_round_state(capsys: pytest.CaptureFixture) -> None:
+def test_progress_bar_shows_round_state() -> None:
     class Result:
         remaining = 0.512
         test_acc = 0.9612
 
-    progress = RoundProgress(3, enabled=True)
+    stream = io.StringIO()
+    progress = RoundProgress(3, enabled=True, stream=stream)
     progress.update(Result())
     progress.close()
-    error = capsys.readouterr().err
+    error = stream.getvalue()
 
     assert "1/3" in error
     assert "51.2% remaining, test acc 96.12%" in error
@@ -213,3 +215,22 @@ def test_masks_command_logs_table_offline(tmp_path: Path, monkeypatch: pytest.Mo
     assert exit_code == 0
     assert history[0]["masks/jaccard._type"] == "table-file"
     assert 0 < summary["masks/jaccard_all"] < 1
+
+
+@pytest.mark.parametrize("value", [0.5, 3.0, -1.0])
+def test_non_binary_mask_rejected(tmp_path: Path, value: float) -> None:
+    path = tmp_path / "mask.safetensors"
+    save_tensors(path, {"fc1.weight": torch.full((8, 64), value), "fc2.weight": torch.ones(10, 8)})
+
+    with pytest.raises(ConfigError, match="mask fc1.weight holds values other than 0 and 1"):
+        lineage.read_masks(path, "mask.safetensors")
+
+
+def test_float_zero_one_mask_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "mask.safetensors"
+    save_tensors(path, {"fc1.weight": torch.eye(8, 64), "fc2.weight": torch.ones(10, 8)})
+
+    masks = lineage.read_masks(path, "mask.safetensors")
+
+    assert int(masks["fc1.weight"].sum()) == 8
+    assert masks["fc1.weight"].dtype == torch.bool

@@ -77,8 +77,8 @@ def split_examples(
     count = len(labels)
     if train_size + val_size >= count:
         raise ConfigError(
-            f"data.train_size + data.val_size = {train_size + val_size} leaves no test examples "
-            f"out of {count}: lower one of them"
+            f"data.train_size={train_size} and data.val_size={val_size} leave no test examples "
+            f"out of {count}: keep their sum below {count}"
         )
 
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
