@@ -82,11 +82,18 @@ def load_masks(reference: str, mode: str, download_root: Path, project: str | No
     """Load a mask file, a ticket file, or a mask artifact; return the masks and the W&B artifact, if any.
 
     Raises:
-        ConfigError: when the file or artifact is missing or is not safetensors.
+        ConfigError: when the file or artifact is missing or is not safetensors, or
+            when ``reference`` is a folder.
     """
     from lt_sweeps import lineage
 
     path = Path(reference).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            f"mask {reference} is invalid: {path} is a folder; give a mask .safetensors file "
+            "(masks/round-<k>.safetensors of a run folder) or an artifact reference such as mask-<run id>:round-<k>"
+        )
+
     artifact = None
     if not path.is_file() and lineage.is_artifact_reference(reference):
         if mode == "online":

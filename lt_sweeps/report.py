@@ -330,7 +330,7 @@ def build_html(runs: list[RunRecord], title: str) -> str:
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>',
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{len(runs)} runs, generated {generated}. Accuracies are fractions of the test set.</p>",
+        f"<p>{len(runs)} run{'' if len(runs) == 1 else 's'}, generated {generated}. Accuracies are fractions of the test set.</p>",
         "<h2>Trials</h2>",
         html_table(trial_columns, [[row[column] for column in trial_columns] for row in trial_rows]),
         "<h2>Test accuracy against weights remaining</h2>",
@@ -418,7 +418,7 @@ def run_command(arguments: argparse.Namespace) -> int:
     output = Path(arguments.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(build_html(runs, title), encoding="utf-8")
-    log.info("report of %d runs written to %s", len(runs), output)
+    log.info("report of %d run%s written to %s", len(runs), "" if len(runs) == 1 else "s", output)
     return 0
 
 

@@ -96,6 +96,17 @@ def test_masks_command_missing_file_is_one_line(tmp_path: Path, capsys: pytest.C
     assert "not found" in error
 
 
+def test_masks_command_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    exit_code = commands.main(["masks", str(tmp_path), str(tmp_path)])
+    error = capsys.readouterr().err
+
+    assert exit_code == 2
+    assert error.count("\n") == 1
+    assert "is a folder" in error
+    assert ".safetensors" in error
+    assert "not found" not in error
+
+
 def test_pickle_payload_really_runs(tmp_path: Path) -> None:
     # Control for the rejection test below: the payload does create its file when unpickled.
     marker = tmp_path / "control-marker"

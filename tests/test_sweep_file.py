@@ -14,6 +14,7 @@ from conftest import CONF_DIR, ROOT, compose_config
 from lt_sweeps import commands
 from lt_sweeps.config import ConfigError, to_plain_dict
 from lt_sweeps.sweeps.engine import RunState, SweepConfig, SweepRun, next_run, schema_violations_from_proposed_config, stop_runs
+from lt_sweeps.sweeps.runner import LocalSweep, Trial
 from lt_sweeps.sweeps.sweep_file import check_parameter_name, load_sweep_file, validate_sweep
 
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -76,7 +77,51 @@ BAD_SWEEPS = [
         with_changes(method="random", parameters={"optimizer.lr": {"distribution": "uniform", "min": 0.1}}),
         "optimizer.lr",
     ),
-    ("min above max", with_changes(method="random", parameters={"pruning.rate": {"min": 0.5, "max": 0.1}}), "pruning.rate"),
+    (
+        "min above max",
+        with_changes(method="random", parameters={"pruning.rate": {"min": 0.5, "max": 0.1}}),
+        "pruning.rate in bad.yaml is invalid: min 0.5 is greater than max 0.1; swap min and max",
+    ),
+    (
+        "rate value out of range",
+        with_changes(parameters={"pruning.rate": {"values": [0.1, 1.5]}}),
+        "sweep parameter pruning.rate in bad.yaml has an invalid value 1.5: pruning.rate=1.5 is invalid",
+    ),
+    (
+        "unknown activation",
+        with_changes(parameters={"model.activation": {"values": ["relu", "swish"]}}),
+        "sweep parameter model.activation in bad.yaml has an invalid value 'swish': model.activation='swish' is invalid",
+    ),
+    (
+        "fixed value out of range",
+        with_changes(parameters={"pruning.rounds": {"value": 0}}),
+        "sweep parameter pruning.rounds in bad.yaml has an invalid value 0",
+    ),
+    (
+        "uniform max out of range",
+        with_changes(method="random", parameters={"pruning.rate": {"distribution": "uniform", "min": 0.1, "max": 1.5}}),
+        "sweep parameter pruning.rate in bad.yaml has an invalid max 1.5",
+    ),
+    (
+        "int_uniform min out of range",
+        with_changes(method="random", parameters={"trainer.max_epochs": {"min": 0, "max": 3}}),
+        "sweep parameter trainer.max_epochs in bad.yaml has an invalid min 0",
+    ),
+    (
+        "log_uniform_values max out of range",
+        with_changes(method="random", parameters={"pruning.rate": {"distribution": "log_uniform_values", "min": 0.1, "max": 2}}),
+        "sweep parameter pruning.rate in bad.yaml has an invalid max 2",
+    ),
+    (
+        "wrong type",
+        with_changes(parameters={"trainer.max_epochs": {"values": [2, "many"]}}),
+        "sweep parameter trainer.max_epochs in bad.yaml has an invalid value 'many'",
+    ),
+    (
+        "null for a number",
+        with_changes(parameters={"pruning.rate": {"values": [None]}}),
+        "sweep parameter pruning.rate in bad.yaml has an invalid value None",
+    ),
     ("missing program", with_changes(program=None), "program"),
     ("no args macro", with_changes(command=["${env}", "${interpreter}", "${program}"]), "${args_no_hyphens}"),
     ("default command", with_changes(command=None), "${args_no_hyphens}"),
@@ -104,6 +149,85 @@ def test_valid_sweep_accepted() -> None:
     assert validate_sweep(copy.deepcopy(VALID_SWEEP), "good.yaml", CONF_DIR)["method"] == "grid"
 
 
+def test_values_checked_with_overrides() -> None:
+    sweep = with_changes(parameters={"pruning.rounds": {"values": [1, 3]}})
+    validate_sweep(copy.deepcopy(sweep), "oneshot.yaml", CONF_DIR)
+
+    with pytest.raises(ConfigError, match="pruning.rounds in oneshot.yaml has an invalid value 1: .*oneshot"):
+        validate_sweep(sweep, "oneshot.yaml", CONF_DIR, ["pruning.schedule=oneshot"])
+
+
+def test_null_value_checked_as_null() -> None:
+    sweep = with_changes(parameters={"pruning.output_rate": {"values": [None, 0.1]}})
+    assert validate_sweep(sweep, "null.yaml", CONF_DIR)["method"] == "grid"
+
+
+def test_invalid_extra_override_rejected() -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_sweep(copy.deepcopy(VALID_SWEEP), "good.yaml", CONF_DIR, ["seed=3", "trainer.max_epochs=0"])
+    assert str(error.value).startswith("extra overrides seed=3 trainer.max_epochs=0 give an invalid config:")
+    assert "trainer.max_epochs=0 is invalid" in str(error.value)
+
+
+def test_misspelled_extra_override_named() -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_sweep(copy.deepcopy(VALID_SWEEP), "good.yaml", CONF_DIR, ["pruning.ratee=0.3"])
+    assert str(error.value) == (
+        "extra overrides pruning.ratee=0.3 are invalid: unknown config key pruning.ratee: "
+        "check its spelling, `python train.py --cfg job` lists every key"
+    )
+
+
+def readme_quick_trial_overrides() -> list[str]:
+    """Return the Hydra overrides of the README's quick trial of a shipped sweep file."""
+    readme = (ROOT / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("lt-sweep run sweeps/") and "--count 2 " in line]
+    assert len(lines) == 1, lines
+    return lines[0].split(" -- ")[1].split()
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.name)
+def test_readme_quick_trial_accepted(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    overrides = readme_quick_trial_overrides()
+
+    sweep = LocalSweep(path, tmp_path / "sweep", overrides)
+
+    assert sweep.overrides == overrides
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_readme_runner_example_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    readme = (ROOT / "README.md").read_text()
+    example = next(line for line in readme.splitlines() if line.startswith("lt-sweep run sweeps/bayes_search.yaml"))
+    overrides = [item.rstrip("]") for item in example.split("[-- ")[1].split() if "=" in item]
+    assert overrides
+
+    LocalSweep(ROOT / "sweeps" / "bayes_search.yaml", tmp_path / "sweep", overrides)
+
+
+def test_run_help_explains_count(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        commands.main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--count COUNT number of trials to start in this invocation (required" in help_text
+
+
+def test_best_trial_keeps_earlier_on_tie(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    sweep_file = tmp_path / "tie.yaml"
+    sweep_file.write_text(yaml.safe_dump(VALID_SWEEP))
+    sweep = LocalSweep(sweep_file, tmp_path / "sweep", [])
+    for number, accuracy in enumerate([0.5, 0.9, 0.9, 0.7], start=1):
+        trial = Trial(number=number, run_id=f"run{number}", parameters={}, directory=str(tmp_path / str(number)))
+        trial.state, trial.summary = "finished", {"ticket/test_acc": accuracy}
+        sweep.trials.append(trial)
+
+    assert sweep.best_trial().number == 2
+    assert [trial.number for trial in sweep.ranked_trials()] == [2, 3, 4, 1]
+
+
 @pytest.mark.parametrize(("sweep", "expected"), [case[1:] for case in BAD_SWEEPS[:3]], ids=[case[0] for case in BAD_SWEEPS[:3]])
 def test_bad_sweep_cli_exits_before_trials(
     sweep: dict, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
@@ -124,9 +248,12 @@ def test_bad_sweep_cli_exits_before_trials(
 
 def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
     sweep_file = tmp_path / "broken.yaml"
-    sweep_file.write_text("command: [${env}, ${program}]\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    sweep_file.write_text("program: train.py\ncommand: [${env}, ${program}]\n")
+    with pytest.raises(ConfigError) as error:
         load_sweep_file(sweep_file)
+    message = str(error.value)
+    assert message.startswith(f"sweep file {sweep_file} is not valid YAML at line 2, column 12: ")
+    assert "\n" not in message
 
 
 def logged_config(parameters: dict) -> dict:

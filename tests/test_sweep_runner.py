@@ -104,7 +104,14 @@ def test_table_ranks_by_metric(bayes_sweep: dict) -> None:
 
 def test_progress_shows_best(bayes_sweep: dict) -> None:
     assert "best so far" in bayes_sweep["first"].stderr
-    assert "trial 2/2 started" in bayes_sweep["first"].stderr
+    assert "trial 2 started (2 of 2 in this invocation)" in bayes_sweep["first"].stderr
+
+
+def test_resumed_progress_numbers_trials(bayes_sweep: dict) -> None:
+    stderr = bayes_sweep["process"].stderr
+    assert "trial 3 started (1 of 1 in this invocation)" in stderr
+    assert "trial 3 (1 of 1 in this invocation, run " in stderr
+    assert "/1 started" not in stderr
 
 
 def test_resume_keeps_earlier_trials(bayes_sweep: dict) -> None:
@@ -116,12 +123,16 @@ def test_resume_keeps_earlier_trials(bayes_sweep: dict) -> None:
 
 @pytest.fixture(scope="module")
 def failing_grid(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A grid whose first value is invalid, then a second invocation on the finished grid."""
+    """A grid whose first trial fails while training starts, then a second invocation on the finished grid.
+
+    A missing mask file passes the runner's value checks, because only loading the
+    mask finds that it is missing.
+    """
     sweep = {
         "program": "train.py",
         "method": "grid",
         "metric": {"name": "ticket/test_acc", "goal": "maximize"},
-        "parameters": {"pruning.rate": {"values": [1.5, 0.3]}},
+        "parameters": {"pruning.mask_artifact": {"values": ["missing-mask.safetensors", None]}},
         "command": COMMAND,
     }
     sweep_dir = tmp_path_factory.mktemp("grid") / "sweep"
@@ -132,13 +143,20 @@ def failing_grid(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_failing_trial_recorded(failing_grid: dict) -> None:
-    assert failing_grid["first"].returncode == 0, failing_grid["first"].stderr[-3000:]
     assert [trial["state"] for trial in failing_grid["after_first"]["trials"]] == ["failed", "finished"]
+
+
+def test_failing_trial_fails_command(failing_grid: dict) -> None:
+    assert failing_grid["first"].returncode == 1, failing_grid["first"].stderr[-3000:]
+    last_line = failing_grid["first"].stderr.strip().splitlines()[-1]
+    failed = failing_grid["after_first"]["trials"][0]
+    assert last_line.startswith("error: 1 of 2 trials failed")
+    assert str(Path(failed["directory"]) / "trial.log") in last_line
 
 
 def test_failing_trial_keeps_its_error(failing_grid: dict) -> None:
     failed = failing_grid["after_first"]["trials"][0]
-    assert "pruning.rate=1.5 is invalid" in (Path(failed["directory"]) / "trial.log").read_text()
+    assert "missing-mask.safetensors" in (Path(failed["directory"]) / "trial.log").read_text()
 
 
 def test_failed_trial_ranked_last(failing_grid: dict) -> None:
@@ -149,8 +167,8 @@ def test_failed_trial_ranked_last(failing_grid: dict) -> None:
 
 def test_resume_does_not_repeat(failing_grid: dict) -> None:
     assert failing_grid["second"].returncode == 0, failing_grid["second"].stderr[-3000:]
-    rates = [trial["parameters"]["pruning.rate"] for trial in failing_grid["state"]["trials"]]
-    assert rates == [1.5, 0.3]
+    masks = [trial["parameters"]["pruning.mask_artifact"] for trial in failing_grid["state"]["trials"]]
+    assert masks == ["missing-mask.safetensors", None]
 
 
 def test_changed_sweep_file_rejected(failing_grid: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lt_sweeps.config import ConfigError
@@ -31,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_run_options(parser: argparse.ArgumentParser, defaults: argparse.Namespace | None = None) -> None:
     """Add the options of ``lt-sweep run`` to ``parser``, with defaults taken from ``defaults``."""
-    parser.add_argument("--count", type=int, default=getattr(defaults, "count", None), help="number of trials to run in this invocation")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=getattr(defaults, "count", None),
+        help="number of trials to start in this invocation (required: without it the command "
+        "exits with an error and starts nothing); a grid stops early when it has no configuration left",
+    )
     parser.add_argument(
         "--agents",
         type=int,
@@ -48,7 +55,11 @@ def add_run_options(parser: argparse.ArgumentParser, defaults: argparse.Namespac
 
 
 def run_sweep(arguments: argparse.Namespace) -> int:
-    """Run the sweep; print the ranked trials and the ``wandb sync`` command; return 0."""
+    """Run the sweep; print the ranked trials and the ``wandb sync`` command.
+
+    Returns 0, or 1 when a trial of this invocation failed; then the last line on
+    stderr counts the failed trials and names their logs.
+    """
     from lt_sweeps.sweeps.runner import LocalSweep
 
     rest_parser = argparse.ArgumentParser(prog="lt-sweep run SWEEP_FILE")
@@ -64,9 +75,14 @@ def run_sweep(arguments: argparse.Namespace) -> int:
 
     sweep_dir = arguments.dir or DEFAULT_SWEEPS_DIR / arguments.sweep_file.stem
     sweep = LocalSweep(arguments.sweep_file, sweep_dir, list(arguments.overrides), arguments.agents)
-    sweep.run(arguments.count)
+    launched = sweep.run(arguments.count)
 
     print(sweep.results_table())
     print(f"\nsweep folder: {sweep_dir}")
     print(f"upload the runs with: {sweep.sync_command()}")
+
+    if sweep.failed_trials:
+        logs = ", ".join(str(Path(trial.directory) / "trial.log") for trial in sweep.failed_trials)
+        print(f"error: {len(sweep.failed_trials)} of {launched} trials failed; their output is in {logs}", file=sys.stderr)
+        return 1
     return 0

@@ -85,6 +85,8 @@ class RunningTrial:
     process: subprocess.Popen
     slot: int
     started: float
+    # 1 for the first trial that this invocation started, 2 for the next, ...
+    launch_index: int = 0
 
 
 class LocalSweep:
@@ -117,6 +119,8 @@ class LocalSweep:
         self.agents = agents
         self.metric = self.config.get("metric")
         self.trials: list[Trial] = []
+        # Trials of this invocation that ended with a non-zero exit code.
+        self.failed_trials: list[Trial] = []
         self.sweep_id = generate_id()
         self._load_state()
 
@@ -127,7 +131,8 @@ class LocalSweep:
     def run(self, count: int) -> int:
         """Run up to ``count`` new trials, ``agents`` at a time; return the number run.
 
-        Stops early when the search has no next configuration (a finished grid).
+        Stops early when the search has no next configuration (a finished grid). A
+        failed trial does not stop the sweep; :attr:`failed_trials` lists it afterwards.
         """
         gpu_ids = visible_gpu_ids()
         running: list[RunningTrial] = []
@@ -137,7 +142,7 @@ class LocalSweep:
         while True:
             for item in [item for item in running if item.process.poll() is not None]:
                 running.remove(item)
-                self._record_finished(item, launched, count)
+                self._record_finished(item, count)
 
             if self.config.get("early_terminate"):
                 self._stop_trials_hyperband_rejects(running)
@@ -149,9 +154,16 @@ class LocalSweep:
                     exhausted = True
                     log.info("the %s search has no further configuration", self.config["method"])
                     break
-                running.append(started)
                 launched += 1
-                log.info("trial %d/%d started: %s", launched, count, format_parameters(started.trial.parameters))
+                started.launch_index = launched
+                running.append(started)
+                log.info(
+                    "trial %d started (%d of %d in this invocation): %s",
+                    started.trial.number,
+                    launched,
+                    count,
+                    format_parameters(started.trial.parameters),
+                )
 
             if not running:
                 break
@@ -206,7 +218,7 @@ class LocalSweep:
         log.debug("trial %d runs: %s", number, " ".join(command))
         return RunningTrial(trial, process, slot, time.monotonic())
 
-    def _record_finished(self, item: RunningTrial, launched: int, count: int) -> None:
+    def _record_finished(self, item: RunningTrial, count: int) -> None:
         trial = item.trial
         trial.exit_code = item.process.returncode
         trial.seconds = round(time.monotonic() - item.started, 1)
@@ -216,9 +228,12 @@ class LocalSweep:
         self._save_state()
 
         if trial.state == FAILED:
+            self.failed_trials.append(trial)
             log.warning(
-                "trial %d (run %s) failed with exit code %s; its output is in %s",
+                "trial %d (%d of %d in this invocation, run %s) failed with exit code %s; its output is in %s",
                 trial.number,
+                item.launch_index,
+                count,
                 trial.run_id,
                 trial.exit_code,
                 Path(trial.directory) / "trial.log",
@@ -227,11 +242,15 @@ class LocalSweep:
 
         value = self._metric_value(trial.summary)
         best = self.best_trial()
-        progress = f"trial {trial.number} (run {trial.run_id}) {'stopped' if trial.stopped else 'finished'} in {trial.seconds:.0f} s"
+        ending = "stopped" if trial.stopped else "finished"
+        progress = (
+            f"trial {trial.number} ({item.launch_index} of {count} in this invocation, run {trial.run_id}) "
+            f"{ending} in {trial.seconds:.0f} s"
+        )
         if value is not None and best is not None:
             name = self.metric["name"]
             progress += f": {name}={value:.4g}, best so far {self._metric_value(best.summary):.4g} (trial {best.number})"
-        log.info("%s [%d/%d started]", progress, launched, count)
+        log.info("%s", progress)
 
     def _stop_trials_hyperband_rejects(self, running: list[RunningTrial]) -> None:
         for item in running:
@@ -258,7 +277,10 @@ class LocalSweep:
         return None
 
     def ranked_trials(self) -> list[Trial]:
-        """Return the trials ranked by the sweep metric, best first; trials without a value last."""
+        """Return the trials ranked by the sweep metric, best first; trials without a value last.
+
+        Trials with equal values keep their order, so the earlier trial ranks first.
+        """
         maximize = bool(self.metric) and self.metric.get("goal", "minimize") == "maximize"
         with_value = [trial for trial in self.trials if self._metric_value(trial.summary) is not None]
         without_value = [trial for trial in self.trials if self._metric_value(trial.summary) is None]

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lt_sweeps.config import CONTROLS, ConfigError, register_configs
 from lt_sweeps.sweeps.engine import SweepConfig, schema_violations_from_proposed_config
+from lt_sweeps.sweeps.sweep_values import check_sweep_values
 
 METHODS = ("grid", "random", "bayes")
 
@@ -61,6 +62,13 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
         sweep = yaml.safe_load(text)
     except yaml.YAMLError as error:
         first_line = str(error).splitlines()[0]
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            problem = getattr(error, "problem", None) or first_line
+            raise ConfigError(
+                f"sweep file {path} is not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+                f"{first_line}: {problem}"
+            ) from None
         raise ConfigError(f"sweep file {path} is not valid YAML: {first_line}") from None
 
     if not isinstance(sweep, dict):
@@ -80,13 +88,16 @@ def validate_sweep(sweep: dict[str, Any], source: str, conf_dir: Path, overrides
     _check_program_and_command(sweep, source)
     _check_method_and_metric(sweep, source)
     _check_parameter_shapes(sweep, source)
+    _check_bounds_order(sweep, source)
     _check_schema(sweep, source)
 
     cfg = compose_program_config(conf_dir, list(overrides))
     for name in sweep["parameters"]:
         check_parameter_name(name, cfg, source)
 
-    return SweepConfig(sweep)
+    config = SweepConfig(sweep)
+    check_sweep_values(config["parameters"], source, cfg, list(overrides))
+    return config
 
 
 def compose_program_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
@@ -96,8 +107,9 @@ def compose_program_config(conf_dir: Path, overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"extra overrides {' '.join(overrides)} are invalid: {first_line}") from None
+        from lt_sweeps.cli import describe_error
+
+        raise ConfigError(f"extra overrides {' '.join(overrides)} are invalid: {describe_error(error)}") from None
 
 
 def check_parameter_name(name: str, cfg: DictConfig, source: str) -> None:
@@ -171,6 +183,16 @@ def _check_parameter_shapes(sweep: dict[str, Any], source: str) -> None:
             raise ConfigError(
                 f"sweep parameter {name} in {source} has nested parameters, which reach Hydra as a dict "
                 f"it cannot parse: use dotted names such as {name}.{next(iter(spec['parameters'] or {}), 'key')}"
+            )
+
+
+def _check_bounds_order(sweep: dict[str, Any], source: str) -> None:
+    for name, spec in sweep["parameters"].items():
+        low, high = spec.get("min"), spec.get("max")
+        numbers = all(isinstance(bound, (int, float)) and not isinstance(bound, bool) for bound in (low, high))
+        if numbers and low > high:
+            raise ConfigError(
+                f"sweep parameter {name} in {source} is invalid: min {low} is greater than max {high}; swap min and max"
             )
 
 
