@@ -15,7 +15,7 @@ from lt_sweeps import commands
 from lt_sweeps.config import ConfigError, to_plain_dict
 from lt_sweeps.sweeps.engine import RunState, SweepConfig, SweepRun, next_run, schema_violations_from_proposed_config, stop_runs
 from lt_sweeps.sweeps.runner import LocalSweep, Trial
-from lt_sweeps.sweeps.sweep_file import check_parameter_name, load_sweep_file, validate_sweep
+from lt_sweeps.sweeps.sweep_file import check_parameter_name, is_metric_key, load_sweep_file, validate_sweep
 
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
 
@@ -350,3 +350,16 @@ def test_runner_asks_trailing_trial_to_stop(tmp_path: Path, monkeypatch: pytest.
 
     assert (tmp_path / "trial-3" / STOP_FILE_NAME).exists()
     assert not (tmp_path / "trial-1" / STOP_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "metric",
+    ["ticket/is_winning", "sparsity/conv1", "sparsity/stage2.0.conv1", "sparsity/fc1.bias", "control/random_mask_test_acc"],
+)
+def test_logged_metric_accepted(metric: str) -> None:
+    assert is_metric_key(metric)
+
+
+@pytest.mark.parametrize("metric", ["sparsity/", "ticket/winning", "control/bogus_test_acc"])
+def test_unlogged_metric_rejected(metric: str) -> None:
+    assert not is_metric_key(metric)

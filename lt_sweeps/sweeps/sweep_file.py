@@ -37,12 +37,14 @@ METRIC_KEYS = frozenset(
         "ticket/test_acc",
         "ticket/best_val_acc",
         "ticket/early_stop_step",
+        "ticket/is_winning",
         "ticket/dense_test_acc",
         "ticket/min_winning_remaining",
     }
     | {f"control/{name}_test_acc" for name in CONTROLS}
 )
-LAYER_METRIC = re.compile(r"sparsity/fc\d+")
+# Layer names of every model: fc1, conv3, stage2.0.conv1, fc1.bias, ...
+LAYER_METRIC = re.compile(r"sparsity/[A-Za-z_][\w.]*")
 
 NO_VALUE = object()
 
