@@ -7,11 +7,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from lt_sweeps.config import ConfigError, validate_config
@@ -55,16 +56,21 @@ def prepare_experiment(cfg: DictConfig, output_dir: Path):
     from lt_sweeps.tracking import check_online_credentials
 
     check_online_credentials(cfg.logger.mode)
-    check_accelerator_available(cfg.trainer.accelerator)
+    check_accelerator_available(cfg.trainer.accelerator, cfg.trainer.devices)
     return LotteryExperiment(cfg, output_dir)
 
 
-def check_accelerator_available(accelerator: str) -> None:
-    """Raise ConfigError when ``trainer.accelerator`` names a device this machine lacks."""
+def check_accelerator_available(accelerator: str, devices: Any) -> None:
+    """Raise ConfigError when the trainer asks for a device this machine lacks.
+
+    A device list such as ``[1]`` picks one GPU, so it is invalid when training would
+    run on the CPU: Lightning counts CPU devices as processes, never by index.
+    """
     import torch
 
+    gpu_available = torch.cuda.is_available() or torch.backends.mps.is_available()
     available = {
-        "gpu": torch.cuda.is_available(),
+        "gpu": gpu_available,
         "cuda": torch.cuda.is_available(),
         "mps": torch.backends.mps.is_available(),
     }
@@ -72,6 +78,12 @@ def check_accelerator_available(accelerator: str) -> None:
         raise ConfigError(
             f"trainer.accelerator={accelerator} is invalid on this machine: no such device is available, "
             "use trainer.accelerator=auto or cpu"
+        )
+
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu_available)
+    if on_cpu and OmegaConf.is_list(devices):
+        raise ConfigError(
+            f"trainer.devices={list(devices)} is invalid when training on the CPU: a device list picks a GPU, use trainer.devices=1"
         )
 
 

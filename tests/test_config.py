@@ -126,6 +126,11 @@ def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
         ("data.train_size=1700", "error: data.train_size=1700 and data.val_size=300 leave no test examples"),
         pytest.param(
+            "trainer.devices=[0]",
+            "error: trainer.devices=[0] is invalid when training on the CPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device"),
+        ),
+        pytest.param(
             "trainer.accelerator=gpu",
             "error: trainer.accelerator=gpu is invalid on this machine",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device"),
