@@ -61,7 +61,7 @@ def prepare_experiment(cfg: DictConfig, output_dir: Path):
 
 
 def check_accelerator_available(accelerator: str, devices: Any) -> None:
-    """Raise ConfigError when the trainer asks for a device this machine lacks.
+    """Raise ConfigError when the trainer requests a device this machine lacks.
 
     A device list such as ``[1]`` picks one GPU, so it is invalid when training would
     run on the CPU: Lightning counts CPU devices as processes, never by index.
