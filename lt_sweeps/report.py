@@ -174,14 +174,45 @@ def config_value(config: dict[str, Any], dotted_key: str) -> Any:
     return value
 
 
-def trial_row(run: RunRecord) -> dict[str, Any]:
-    """Return one trial table row: the run's main config values and its ticket results."""
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return ``config`` as dotted keys to leaf values (lists stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def varying_config_keys(runs: list[RunRecord]) -> list[str]:
+    """Return the dotted config keys, outside the logger group, whose values differ between runs.
+
+    They become trial table columns beside TRIAL_CONFIG_KEYS, so that runs which differ
+    only in, say, ``pruning.rewind`` can be told apart.
+    """
+    flat_configs = [flatten_config(run.config) for run in runs]
+    keys = sorted(set().union(*flat_configs))
+    varying = []
+    for key in keys:
+        if key.startswith("logger.") or key in TRIAL_CONFIG_KEYS:
+            continue
+        values = {repr(flat.get(key)) for flat in flat_configs}
+        if len(values) > 1:
+            varying.append(key)
+    return varying
+
+
+def trial_row(run: RunRecord, extra_keys: list[str] = ()) -> dict[str, Any]:
+    """Return one trial table row: the run's main config values, ``extra_keys`` and its ticket results."""
     from lt_sweeps.imp import min_winning_remaining
 
     tolerance = config_value(run.config, "pruning.win_tolerance")
     best = max(run.results, key=lambda result: result.test_acc)
     row: dict[str, Any] = {"run": run.label}
     row.update({key: config_value(run.config, key) for key in TRIAL_CONFIG_KEYS})
+    row.update({key: config_value(run.config, key) for key in extra_keys})
     row.update(
         {
             "dense_test_acc": run.results[0].test_acc,
@@ -223,7 +254,15 @@ def finish_plot(figure: Any, axes: Any, x_label: str, y_label: str, title: str) 
     axes.set_ylabel(y_label)
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
+
+    # A long legend goes beside the plot, where it cannot hide the lines.
+    entries = len(axes.get_legend_handles_labels()[1])
+    if entries > 6:
+        axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        figure.set_size_inches(10, 4.2)
+        figure.tight_layout()
+    else:
+        axes.legend(fontsize="small")
     return png_bytes(figure)
 
 
@@ -233,9 +272,13 @@ def plot_accuracy_vs_remaining(runs: list[RunRecord]) -> bytes:
 
     from lt_sweeps import charts
 
+    import matplotlib
+
     figure, axes = new_figure()
+    # tab20 keeps up to 20 runs apart; beyond that colours repeat.
+    palette = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
     for index, run in enumerate(runs):
-        color = f"C{index % 10}"
+        color = palette(index % palette.N)
         xs, ys, names = charts.accuracy_curves(run.results)
         for x, y, name in zip(xs, ys, names):
             style = "-o" if name == "ticket" else "--x"
@@ -322,7 +365,8 @@ def build_html(runs: list[RunRecord], title: str) -> str:
     from lt_sweeps import charts
 
     plots = render_plots(runs)
-    trial_rows = [trial_row(run) for run in runs]
+    extra_keys = varying_config_keys(runs)
+    trial_rows = [trial_row(run, extra_keys) for run in runs]
     trial_columns = list(trial_rows[0])
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 

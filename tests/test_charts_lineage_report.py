@@ -353,3 +353,13 @@ def test_online_report_needs_one_selection() -> None:
 
     with pytest.raises(report.ConfigError, match="exactly one of --sweep ID and --group NAME"):
         report.build_online_report("my-team", "lt-sweeps")
+
+
+def test_report_columns_show_varying_keys() -> None:
+    from types import SimpleNamespace
+
+    base = {"seed": 0, "pruning": {"rate": 0.2, "rewind": "init", "scope": "layerwise"}, "logger": {"name": "a"}}
+    late = {"seed": 0, "pruning": {"rate": 0.2, "rewind": "step", "scope": "layerwise"}, "logger": {"name": "b"}}
+    runs = [SimpleNamespace(config=base), SimpleNamespace(config=late)]
+
+    assert report.varying_config_keys(runs) == ["pruning.rewind"]
