@@ -15,7 +15,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from lt_sweeps.config import ConfigError, validate_config
+from lt_sweeps.config import ConfigError, unknown_key_message, validate_config
 from lt_sweeps.sweeps import trial as sweep_trial
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def describe_error(error: BaseException) -> str:
 
     cause = error.__cause__ if error.__cause__ is not None else error
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
-        return f"unknown config key {cause.full_key}: check its spelling, `python train.py --cfg job` lists every key"
+        return unknown_key_message(cause.full_key)
     if isinstance(cause, ValidationError) and cause.full_key:
         return (
             f"{cause.full_key} is invalid: {cause.msg.splitlines()[0]}; "

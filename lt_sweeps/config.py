@@ -230,6 +230,41 @@ def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     )
 
 
+def group_options_with_key(group: str, key: str) -> list[str]:
+    """Return the options of ``group`` (data sets or models) whose schema has ``key``."""
+    options_by_schema = {
+        "data": {
+            DataConfig: ("digits",),
+            Mnist1dDataConfig: ("mnist1d",),
+            ImageDataConfig: ("mnist", "fashion_mnist", "cifar10"),
+        },
+        "model": {
+            ModelConfig: ("mlp",),
+            FixedModelConfig: ("lenet_300_100", "conv2", "conv4", "conv6", "vgg16"),
+            ResNetModelConfig: ("resnet20",),
+        },
+    }
+    options: list[str] = []
+    for schema, names in options_by_schema.get(group, {}).items():
+        if key in {item.name for item in fields(schema)}:
+            options.extend(names)
+    return options
+
+
+def unknown_key_message(dotted_key: str, choice: str | None = None) -> str:
+    """Return the one-line error for a config key that the chosen schema lacks.
+
+    When another data set or model has the key, the message names them, because the
+    spelling is then right and the group choice is what differs.
+    """
+    group, _, key = dotted_key.partition(".")
+    options = group_options_with_key(group, key) if key else []
+    if options:
+        chosen = f"{group}={choice} has" if choice else f"the chosen {group} has"
+        return f"{chosen} no key {dotted_key}: it is a key of {group}={', '.join(options)}"
+    return f"unknown config key {dotted_key}: check its spelling, `python train.py --cfg job` lists every key"
+
+
 def check_known_keys(cfg: DictConfig) -> None:
     """Raise ConfigError on a key that no schema defines, such as ``+pruning.ratee=0.3``.
 
@@ -246,10 +281,7 @@ def check_known_keys(cfg: DictConfig) -> None:
             continue
         allowed = {item.name for item in fields(schema)}
         for key in cfg[group]:
-            _require(
-                key in allowed,
-                f"unknown config key {group}.{key}: check its spelling, `python train.py --cfg job` lists every key",
-            )
+            _require(key in allowed, unknown_key_message(f"{group}.{key}", cfg[group].get("name")))
 
 
 def validate_config(cfg: DictConfig) -> None:

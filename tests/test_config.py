@@ -49,6 +49,7 @@ def test_default_rounds_reach_fifteen_percent() -> None:
         ("data.batch_size=0", "data.batch_size=0 is invalid"),
         ("+pruning.ratee=0.3", "unknown config key pruning.ratee"),
         ("+foo=1", "unknown config key foo"),
+        ("+data.root=/tmp/x", "data=digits has no key data.root: it is a key of data=mnist1d, mnist"),
         ("seed=-1", "seed=-1 is invalid"),
         ("seed=4294967296", "seed=4294967296 is invalid"),
         ("trainer.devices=8", "trainer.devices=8 is invalid"),
@@ -124,6 +125,7 @@ def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("model=resnet9", "error: model=resnet9 is invalid: allowed values are conv2, conv4, conv6, lenet_300_100, mlp, resnet20, vgg16"),
         ("optimizer.lr=abc", "error: optimizer.lr is invalid"),
         ("pruning.ratee=0.1", "error: unknown config key pruning.ratee"),
+        ("data.root=/tmp/x", "error: the chosen data has no key data.root: it is a key of data=mnist1d"),
         ("data.train_size=1700", "error: data.train_size=1700 and data.val_size=300 leave no test examples"),
         pytest.param(
             "trainer.devices=[0]",
