@@ -159,6 +159,10 @@ class LotteryExperiment:
 
         pruning = cfg.pruning
         kinds = layer_kinds(self.model, list(self.parameters), self.model.output_layer)
+        if pruning.conv_rate is not None and "conv" not in kinds.values():
+            log.warning(
+                "pruning.conv_rate=%s is ignored: model=%s has no conv layers", pruning.conv_rate, cfg.model.name
+            )
         self.rates = kind_rates(kinds, pruning.rate, pruning.conv_rate, pruning.output_rate)
         self.groups = pruning_groups(kinds, self.rates, pruning.scope)
 

@@ -268,3 +268,12 @@ def test_oneshot_needs_two_rounds() -> None:
 
     with pytest.raises(ConfigError, match="pruning.rounds=1 is invalid with pruning.schedule=oneshot"):
         validate_config(cfg)
+
+
+def test_conv_rate_on_mlp_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = compose_config(*TINY_OVERRIDES, "pruning.conv_rate=0.1")
+
+    with caplog.at_level("WARNING", logger="lt_sweeps.imp"):
+        LotteryExperiment(cfg, tmp_path)
+
+    assert "pruning.conv_rate=0.1 is ignored: model=mlp has no conv layers" in caplog.text
