@@ -190,7 +190,7 @@ def varying_config_keys(runs: list[RunRecord]) -> list[str]:
     """Return the dotted config keys, outside the logger group, whose values differ between runs.
 
     They become trial table columns beside TRIAL_CONFIG_KEYS, so that runs which differ
-    only in, say, ``pruning.rewind`` can be told apart.
+    only in, say, ``pruning.rewind`` get distinct rows.
     """
     flat_configs = [flatten_config(run.config) for run in runs]
     keys = sorted(set().union(*flat_configs))
