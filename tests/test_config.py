@@ -54,6 +54,12 @@ def test_default_rounds_reach_fifteen_percent() -> None:
         ("seed=4294967296", "seed=4294967296 is invalid"),
         ("trainer.devices=8", "trainer.devices=8 is invalid"),
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is invalid"),
+        ("pruning.rewind=late", "pruning.rewind='late' is invalid"),
+        ("pruning.rewind_step=-1", "pruning.rewind_step=-1 is invalid"),
+        ("pruning.scope=network", "pruning.scope='network' is invalid"),
+        ("pruning.conv_rate=1.0", "pruning.conv_rate=1.0 is invalid"),
+        ("pruning.schedule=cubic", "pruning.schedule='cubic' is invalid"),
+        ("pruning.control=[reinit,shuffle]", "pruning.control='shuffle' is invalid"),
     ],
 )
 def test_invalid_value_rejected(override: str, message: str) -> None:

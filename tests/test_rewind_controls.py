@@ -242,27 +242,6 @@ def test_is_winning(ticket: float, dense: float, controls: dict, expected: bool)
     assert is_winning(ticket, dense, controls, tolerance=0.005) is expected
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("pruning.rewind=late", "pruning.rewind='late' is invalid"),
-        ("pruning.rewind_step=-1", "pruning.rewind_step=-1 is invalid"),
-        ("pruning.scope=network", "pruning.scope='network' is invalid"),
-        ("pruning.conv_rate=1.0", "pruning.conv_rate=1.0 is invalid"),
-        ("pruning.schedule=cubic", "pruning.schedule='cubic' is invalid"),
-        ("pruning.control=[reinit,shuffle]", "pruning.control='shuffle' is invalid"),
-    ],
-)
-def test_invalid_pruning_option(override: str, message: str) -> None:
-    cfg = compose_config(override)
-
-    with pytest.raises(ConfigError) as raised:
-        validate_config(cfg)
-
-    assert message in str(raised.value)
-    assert "\n" not in str(raised.value)
-
-
 def test_oneshot_needs_two_rounds() -> None:
     cfg = compose_config("pruning.schedule=oneshot", "pruning.rounds=1")
 
