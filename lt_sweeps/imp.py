@@ -177,14 +177,14 @@ class LotteryExperiment:
         """Run every round, logging to a W&B run that is finished even when a round fails."""
         run = tracking.start_run(self.cfg, self.output_dir)
         logger = tracking.RoundStepLogger(run)
+        progress = RoundProgress(self.rounds)
         try:
             lineage.declare_use(run, self.mask_source)
             if self.cfg.pruning.rewind != "step":
                 self._save_init_weights(run)
-            progress = RoundProgress(self.rounds)
             for round_index in range(self.rounds):
                 if round_index > 0 and stop_requested(self.output_dir):
-                    log.info("stopped after round %d: a sweep asked this run to stop", round_index - 1)
+                    log.info("stopped after round %d: a sweep requested a stop", round_index - 1)
                     break
                 self._run_round(round_index, run, logger)
                 progress.update(self.results[-1])
@@ -193,6 +193,7 @@ class LotteryExperiment:
             self._save_ticket(run)
             self._write_summary(run)
         except BaseException:
+            progress.close()
             tracking.finish_run(run, exit_code=1)
             raise
         tracking.finish_run(run, exit_code=0)

@@ -47,8 +47,10 @@ class RoundProgress:
         self.bar.update(1)
 
     def close(self) -> None:
-        """Close the bar, leaving its last state on the terminal."""
+        """Close the bar, leaving its last state on the terminal; a second call does nothing."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
         if self.owned_stream is not None:
             self.owned_stream.close()
+            self.owned_stream = None
