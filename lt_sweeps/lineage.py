@@ -99,7 +99,7 @@ def read_masks(path: Path, label: str) -> Masks:
     Entries of 1 (or True) are alive. ``label`` names the file's source in error messages.
 
     Raises:
-        ConfigError: when a tensor holds a value other than 0 and 1, such as a
+        ConfigError: when a tensor contains a value other than 0 and 1, such as a
             fractional soft mask, which magnitude pruning cannot continue from.
     """
     tensors, _ = read_safetensors(path, label)
@@ -109,7 +109,7 @@ def read_masks(path: Path, label: str) -> Masks:
     for name, tensor in tensors.items():
         if tensor.dtype != torch.bool and not bool(((tensor == 0) | (tensor == 1)).all()):
             raise ConfigError(
-                f"{label} is invalid: mask {name} holds values other than 0 and 1; "
+                f"{label} is invalid: mask {name} contains values other than 0 and 1, "
                 "save masks as bool tensors (True where a weight is alive)"
             )
     return {name: tensor != 0 for name, tensor in tensors.items()}

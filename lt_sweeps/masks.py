@@ -125,7 +125,7 @@ def pruning_groups(kinds: dict[str, str], rates: dict[str, float], scope: str) -
 
     ``layerwise`` puts every parameter in its own group. ``global`` puts every
     non-output parameter with the same rate in one group, so conv and fully connected
-    layers share a threshold unless ``pruning.conv_rate`` sets them apart; the output
+    layers share a threshold unless ``pruning.conv_rate`` sets them apart. The output
     layer's parameters stay in groups of their own, pruned at the output rate.
 
     Raises:

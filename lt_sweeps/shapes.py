@@ -49,9 +49,9 @@ def model_data_mismatch(model: str, data: str) -> str | None:
     fitting_models = [
         name for name, shapes in MODEL_INPUT_SHAPES.items() if shapes is None or shape in shapes
     ]
-    wanted = " or ".join(describe_shape(accepted_shape) for accepted_shape in accepted)
+    accepted_text = " or ".join(describe_shape(accepted_shape) for accepted_shape in accepted)
     return (
-        f"model={model} does not fit data={data}: {model} takes {wanted} and {data} has "
+        f"model={model} does not fit data={data}: {model} takes {accepted_text} and {data} has "
         f"{describe_shape(shape)}; use data={' or data='.join(fitting_data)}, "
         f"or model={' or model='.join(fitting_models)} for data={data}"
     )

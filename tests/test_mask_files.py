@@ -233,7 +233,7 @@ def test_non_binary_mask_rejected(tmp_path: Path, value: float) -> None:
     path = tmp_path / "mask.safetensors"
     save_tensors(path, {"fc1.weight": torch.full((8, 64), value), "fc2.weight": torch.ones(10, 8)})
 
-    with pytest.raises(ConfigError, match="mask fc1.weight holds values other than 0 and 1"):
+    with pytest.raises(ConfigError, match="mask fc1.weight contains values other than 0 and 1"):
         lineage.read_masks(path, "mask.safetensors")
 
 

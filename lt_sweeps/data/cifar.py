@@ -80,7 +80,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) != len(images) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
         raise DataFileError(f"{path} has labels that do not match its images: put the official file there")
 
-    # Each row holds the red, green and blue planes of one image in turn.
+    # Each row contains the red, green and blue planes of one image in turn.
     return images.reshape(-1, *IMAGE_SHAPE), labels
 
 

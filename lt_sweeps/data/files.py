@@ -56,7 +56,7 @@ def verify_md5(path: Path, expected: str) -> None:
 
 
 def download(urls: Sequence[str], destination: Path, expected_md5: str) -> None:
-    """Download ``destination`` from the first of ``urls`` that answers and check its MD5.
+    """Download ``destination`` from the first of ``urls`` that responds and check its MD5.
 
     Raises:
         DataFileError: when every URL fails or the downloaded file has the wrong MD5.

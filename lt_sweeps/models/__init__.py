@@ -71,5 +71,5 @@ def check_input_shape(name: str, shape: tuple[int, ...]) -> None:
     accepted = MODEL_INPUT_SHAPES.get(name)
     if accepted is None or shape in accepted:
         return
-    wanted = " or ".join(describe_shape(accepted_shape) for accepted_shape in accepted)
-    raise ConfigError(f"model={name} takes {wanted}, but the data has {describe_shape(shape)}: choose a model for this data")
+    accepted_text = " or ".join(describe_shape(accepted_shape) for accepted_shape in accepted)
+    raise ConfigError(f"model={name} takes {accepted_text}, but the data has {describe_shape(shape)}: choose a model for this data")

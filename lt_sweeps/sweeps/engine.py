@@ -1,7 +1,7 @@
 """Import of W&B's open-source sweep engine, the ``sweeps`` package.
 
-sweeps 0.3 declares its pydantic model in the pydantic v1 style, which pydantic 2 warns about on
-import; the warning concerns that package, not a sweep file.
+sweeps 0.3 declares its pydantic model in the pydantic v1 style, so pydantic 2 warns on
+import. The warning concerns that package, not a sweep file, and is hidden here.
 """
 
 import warnings

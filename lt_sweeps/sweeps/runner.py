@@ -1,8 +1,9 @@
 """Local sweep runner: a W&B sweep without a W&B server.
 
-W&B's open-source search engine (the ``sweeps`` package) suggests each next trial, the
-trial runs the command line that ``wandb agent`` would run, as an offline W&B run, and
-its results go back to the engine so bayes search and hyperband stopping see them.
+W&B's open-source search engine (the ``sweeps`` package) suggests each next trial. The
+trial runs the command line that ``wandb agent`` would run, as an offline W&B run. Its
+results go back to the engine, so bayes search and hyperband stopping take them into
+account.
 Everything lives in the sweep's folder::
 
     sweep-state.json                      trials, their values, states and results
@@ -66,7 +67,7 @@ class Trial:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def sweep_run(self) -> SweepRun:
-        """Return the trial as W&B's engine sees a run of a sweep."""
+        """Return the trial as the SweepRun that W&B's engine takes as input."""
         state = RunState.running if self.state == RUNNING else RunState(self.state)
         return SweepRun(
             name=self.run_id,
@@ -294,8 +295,8 @@ class LocalSweep:
         for rank, trial in enumerate(self.ranked_trials(), start=1):
             value = self._metric_value(trial.summary)
             state = "stopped" if trial.stopped else trial.state
-            shown = "-" if value is None else f"{value:.4f}"
-            rows.append((str(rank), str(trial.number), trial.run_id, state, shown, format_parameters(trial.parameters)))
+            metric_text = "-" if value is None else f"{value:.4f}"
+            rows.append((str(rank), str(trial.number), trial.run_id, state, metric_text, format_parameters(trial.parameters)))
 
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]

@@ -1,9 +1,10 @@
 """Load a W&B sweep file and check it against W&B's schema and this project's config.
 
 A sweep file is valid here when ``wandb sweep`` accepts it (W&B's JSON schema from the
-``sweeps`` package) and when every run it starts can work: each parameter is a dotted
-name of a real config key, the ``command`` hands the values to Hydra, and the metric is
-a key that the runs log. Every problem raises :class:`ConfigError` with one line.
+``sweeps`` package) and every run it starts can work. That means each parameter is a
+dotted name of a real config key, the ``command`` passes the values to Hydra, and the
+metric is a key that the runs log. Every problem raises :class:`ConfigError` with one
+line.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ def check_sweep_values(parameters: dict[str, dict[str, Any]], source: str, base:
 
     reason = _validation_error(base, [], describe_error)
     if reason is not None:
-        given = " ".join(overrides) or "(none)"
-        raise ConfigError(f"extra overrides {given} give an invalid config: {reason}")
+        override_text = " ".join(overrides) or "(none)"
+        raise ConfigError(f"extra overrides {override_text} give an invalid config: {reason}")
 
     parser = OverridesParser.create()
     for name, spec in parameters.items():
@@ -74,8 +74,8 @@ def check_sweep_values(parameters: dict[str, dict[str, Any]], source: str, base:
             reason = _validation_error(base, parser.parse_overrides(arguments), describe_error)
             if reason is None:
                 continue
-            shown = f"value {value!r}" if role == "value" else f"{role} {value!r}"
-            raise ConfigError(f"sweep parameter {name} in {source} has an invalid {shown}: {reason}")
+            described_value = f"value {value!r}" if role == "value" else f"{role} {value!r}"
+            raise ConfigError(f"sweep parameter {name} in {source} has an invalid {described_value}: {reason}")
 
 
 def _validation_error(base: DictConfig, overrides: list, describe_error) -> str | None:

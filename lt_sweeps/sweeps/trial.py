@@ -19,8 +19,8 @@ from lt_sweeps.config import ConfigError
 # Set by the local runner for each trial: the local sweep's id, which groups its runs.
 LOCAL_SWEEP_ID_VARIABLE = "LT_SWEEP_LOCAL_ID"
 
-# A file with this name in a run's output directory asks the run to stop after its
-# current round; the local runner writes it when hyperband stops a trial.
+# A file with this name in a run's output directory requests a stop after the current
+# round. The local runner writes it when hyperband stops a trial.
 # NOTE: wandb agent stops a run with SIGTERM instead, which Lightning turns into an
 # error inside the current round, so that run ends as failed after its logged rounds.
 STOP_FILE_NAME = "STOP"
@@ -80,8 +80,8 @@ def check_parameters_reached_hydra(cfg: DictConfig, parameters: dict[str, Any], 
     for name, sweep_value in parameters.items():
         hydra_value = hydra_value_of(cfg, name, choices)
         if hydra_value is NO_VALUE or not same_value(hydra_value, sweep_value):
-            shown = "missing" if hydra_value is NO_VALUE else repr(hydra_value)
-            missed.append(f"{name} (sweep {sweep_value!r}, Hydra {shown})")
+            hydra_text = "missing" if hydra_value is NO_VALUE else repr(hydra_value)
+            missed.append(f"{name} (sweep {sweep_value!r}, Hydra {hydra_text})")
 
     if missed:
         raise ConfigError(
